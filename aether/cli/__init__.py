@@ -1,0 +1,1 @@
+"""The `aether` command line (typer). Entry point: `aether.cli.main:main`."""

@@ -1,0 +1,122 @@
+"""Shared argument and option aliases, and the per-invocation state behind them.
+
+Every command that prints a result takes `JsonOpt` and `QuietOpt`, so both
+`aether --json session ls` and `aether session ls --json` work.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+if TYPE_CHECKING:
+    from aether.cli.output import Output
+    from aether.client import Client, Target
+
+
+# ---- completion (best effort, never starts a daemon)
+
+
+def _complete_sessions(ctx: typer.Context, incomplete: str) -> list[str]:
+    try:
+        from aether.client import connect
+
+        root = ctx.find_root().params
+        with connect(root.get("server"), root.get("token"), autostart=False, timeout=2) as c:
+            return [s.id for s in c.iter_sessions() if s.id.startswith(incomplete)]
+    except Exception:
+        return []
+
+
+# ---- argument aliases
+
+SessionArg = Annotated[str, typer.Argument(
+    metavar="SESSION", help="Session id (ses_...).", autocompletion=_complete_sessions,
+    show_default=False,
+)]
+PathArg = Annotated[str, typer.Argument(metavar="PATH", help="Path inside the session.",
+                                        show_default=False)]
+
+# ---- option aliases
+
+JsonOpt = Annotated[bool, typer.Option(
+    "--json", help="Print the result as JSON (the API's proto3 JSON).")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print ids only.")]
+LabelOpt = Annotated[list[str] | None, typer.Option(
+    "--label", "-l", metavar="KEY=VALUE", help="A label (repeatable).", show_default=False)]
+TagOpt = Annotated[list[str] | None, typer.Option(
+    "--tag", "-t", metavar="TAG", help="A tag (repeatable).", show_default=False)]
+NameOpt = Annotated[str, typer.Option("--name", "-n", help="A human-readable name.")]
+AtOpt = Annotated[str, typer.Option(
+    "--at", metavar="STATE",
+    help="State to read: base, a checkpoint (ckp_...) or a commit (cmt_...). "
+    "Default: the working state.")]
+MessageOpt = Annotated[str, typer.Option("--message", "-m", help="A message.")]
+YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+
+
+def parse_labels(values: list[str] | None) -> dict[str, str]:
+    """['k=v', ...] -> {'k': 'v'}; anything else is a usage error."""
+    out: dict[str, str] = {}
+    for value in values or []:
+        key, sep, val = value.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"{value!r} is not KEY=VALUE", param_hint="'--label'")
+        out[key] = val
+    return out
+
+
+# ---- per-invocation state
+
+
+@dataclass
+class AppState:
+    server: str | None = None
+    token: str | None = None
+    json: bool = False
+    quiet: bool = False
+    _client: Any = field(default=None, repr=False)
+
+    def target(self) -> Target:
+        from aether.client import resolve
+
+        return resolve(self.server, self.token)
+
+    def client(self) -> Client:
+        """The SDK client, connected (and the local daemon started) on first use."""
+        if self._client is None:
+            from aether.client import connect
+
+            self._client = connect(self.server, self.token)
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+
+def state(ctx: typer.Context) -> AppState:
+    obj = ctx.find_root().obj
+    if not isinstance(obj, AppState):  # invoked without the root callback (tests)
+        obj = AppState()
+        ctx.find_root().obj = obj
+    return obj
+
+
+def output(ctx: typer.Context, json_: bool = False, quiet: bool = False) -> Output:
+    """The Output for this command: its own --json/-q, else the global ones."""
+    from aether.cli.output import Output
+
+    st = state(ctx)
+    if json_ or st.json:
+        return Output("json")
+    if quiet or st.quiet:
+        return Output("quiet")
+    return Output("human")
+
+
+def client(ctx: typer.Context) -> Client:
+    return state(ctx).client()

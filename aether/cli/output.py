@@ -1,0 +1,274 @@
+"""One way to print results: human (rich tables) | --json | --quiet (ids only),
+and one way to fail: `error: <code>: <message>` on stderr with a stable exit code.
+
+Commands hand over pb messages plus a description of how people should see
+them; this module decides what reaches the terminal. rich is imported only
+when something is printed for people.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+# Exit codes: part of the CLI's contract (documented in docs/cli.md).
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_NOT_FOUND = 3
+EXIT_CONFLICT = 4
+EXIT_DENIED = 5
+
+_EXIT_BY_CODE = {
+    "not_found": EXIT_NOT_FOUND,
+    "conflict": EXIT_CONFLICT,
+    "already_exists": EXIT_CONFLICT,
+    "permission_denied": EXIT_DENIED,
+    "unauthenticated": EXIT_DENIED,
+}
+
+
+def exit_code_for(code: str) -> int:
+    return _EXIT_BY_CODE.get(code, EXIT_ERROR)
+
+
+def fail(code: str, message: str) -> int:
+    """Print the one-line error and return the exit code for it."""
+    message = " ".join(message.split())  # exactly one line
+    sys.stderr.write(f"error: {code}: {message}\n")
+    sys.stderr.flush()
+    return exit_code_for(code)
+
+
+# ---- value formatting for people
+
+
+def size(n: int | None) -> str:
+    if n is None:
+        return "-"
+    value = float(n)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{n} B"  # pragma: no cover
+
+
+def when(ts: datetime | None) -> str:
+    if ts is None:
+        return "-"
+    return ts.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def ago(ts: datetime | None, now: datetime | None = None) -> str:
+    """A compact age for tables: 42s ago, 5m ago, 3h ago, 12d ago, else the date."""
+    if ts is None:
+        return "-"
+    now = now or datetime.now(ts.tzinfo)
+    secs = int((now - ts).total_seconds())
+    if secs < 0:
+        return when(ts)
+    for unit, size_ in (("d", 86400), ("h", 3600), ("m", 60)):
+        if secs >= size_:
+            n = secs // size_
+            if unit == "d" and n > 30:
+                return ts.astimezone().strftime("%Y-%m-%d")
+            return f"{n}{unit} ago"
+    return f"{secs}s ago"
+
+
+def short(h: str, n: int = 12) -> str:
+    return h[:n] if h else "-"
+
+
+def pairs(m: dict[str, str] | None) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted((m or {}).items())) or "-"
+
+
+def enum_name(value: Any) -> str:
+    """SessionState.ACTIVE -> 'active'; UNSPECIFIED -> '-'."""
+    name = getattr(value, "name", str(value))
+    return "-" if name in ("UNSPECIFIED", "") else name.lower().replace("_", "-")
+
+
+def mode(m: int, kind: str = "") -> str:
+    prefix = {"directory": "d", "symlink": "l"}.get(kind, "-")
+    bits = "".join(
+        ch if m & (1 << (8 - i)) else "-" for i, ch in enumerate("rwxrwxrwx")
+    )
+    return prefix + bits
+
+
+def to_json(msg: Any) -> Any:
+    """A pb message (or a list of them) as proto3 JSON with every field present."""
+    if isinstance(msg, list | tuple):
+        return [to_json(m) for m in msg]
+    if hasattr(msg, "to_dict"):
+        return msg.to_dict(include_default_values=True)
+    return msg
+
+
+@dataclass(frozen=True)
+class Column:
+    header: str
+    value: Callable[[Any], str]
+    justify: str = "left"
+    style: str | None = None
+    wrap: bool = False  # free text folds; everything else stays on one line
+    # On a terminal too narrow for the table, columns are dropped highest
+    # `drop` first (0: never dropped) before any text is folded.
+    drop: int = 0
+
+
+class Output:
+    """Renders results in one of three modes: "human", "json" or "quiet"."""
+
+    def __init__(self, mode: str = "human") -> None:
+        self.mode = mode
+        self._console: Any = None
+        self._err: Any = None
+
+    @property
+    def human(self) -> bool:
+        return self.mode == "human"
+
+    @property
+    def console(self) -> Any:
+        if self._console is None:
+            from rich.console import Console
+
+            console = Console(highlight=False, soft_wrap=False)
+            if not console.is_terminal:
+                # Piped or redirected: never squeeze, truncate or wrap for a
+                # screen that is not there.
+                console = Console(highlight=False, soft_wrap=False, width=100_000)
+            self._console = console
+        return self._console
+
+    def render(self, renderable: Any) -> None:
+        """Print a rich renderable; off a terminal, without trailing padding."""
+        if self.console.is_terminal:
+            self.console.print(renderable)
+            return
+        with self.console.capture() as captured:
+            self.console.print(renderable)
+        lines = captured.get().splitlines()
+        sys.stdout.write("".join(line.rstrip() + "\n" for line in lines))
+        sys.stdout.flush()
+
+    @property
+    def err(self) -> Any:
+        if self._err is None:
+            from rich.console import Console
+
+            self._err = Console(stderr=True, highlight=False)
+        return self._err
+
+    def stderr_is_terminal(self) -> bool:
+        return self.human and sys.stderr.isatty()
+
+    # -- the three shapes of result
+
+    def json(self, data: Any) -> None:
+        sys.stdout.write(json.dumps(data, indent=2, sort_keys=False) + "\n")
+        sys.stdout.flush()
+
+    def item(
+        self,
+        msg: Any,
+        fields: Sequence[tuple[str, Callable[[Any], str]]],
+        ident: Callable[[Any], str],
+        title: str | None = None,
+    ) -> None:
+        """One object: a two-column sheet for people, its JSON, or its id."""
+        if self.mode == "json":
+            self.json(to_json(msg))
+        elif self.mode == "quiet":
+            print(ident(msg))
+        else:
+            from rich.table import Table
+
+            grid = Table.grid(padding=(0, 2))
+            grid.add_column(style="bold", no_wrap=True)
+            grid.add_column(overflow="fold")
+            for label, get in fields:
+                grid.add_row(label, get(msg))
+            if title:
+                self.console.print(title, markup=False)
+            self.render(grid)
+
+    def table(
+        self,
+        msgs: Iterable[Any],
+        columns: Sequence[Column],
+        ident: Callable[[Any], str],
+        empty: str = "Nothing to show.",
+    ) -> None:
+        """Many objects: a table for people, a JSON array, or one id per line."""
+        msgs = list(msgs)
+        if self.mode == "json":
+            self.json(to_json(msgs))
+            return
+        if self.mode == "quiet":
+            for m in msgs:
+                print(ident(m))
+            return
+        if not msgs:
+            self.err.print(empty, style="dim")
+            return
+        cols = list(columns)
+        while True:
+            table = self._table(msgs, cols)
+            if not self.console.is_terminal:
+                break
+            from rich.measure import Measurement
+
+            width = Measurement.get(self.console, self.console.options, table).maximum
+            droppable = [c for c in cols if c.drop]
+            if width <= self.console.width or not droppable:
+                break
+            cols.remove(max(droppable, key=lambda c: c.drop))
+        self.render(table)
+
+    @staticmethod
+    def _table(msgs: list[Any], columns: Sequence[Column]) -> Any:
+        from rich import box
+        from rich.table import Table
+
+        table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+        for col in columns:
+            # Narrow, fixed-format columns never wrap; free text folds instead
+            # of being cut, so squeezing a table for a small terminal loses nothing.
+            table.add_column(col.header, justify=col.justify, style=col.style,  # type: ignore[arg-type]
+                             no_wrap=not col.wrap, overflow="fold" if col.wrap else "ellipsis",
+                             min_width=len(col.header) if col.wrap else None)
+        for m in msgs:
+            table.add_row(*(col.value(m) for col in columns))
+        return table
+
+    def done(self, text: str, msg: Any = None, ident: str | None = None) -> None:
+        """An action's outcome: a sentence for people, the result's JSON, or its id."""
+        if self.mode == "json":
+            self.json(to_json(msg) if msg is not None else {})
+        elif self.mode == "quiet":
+            if ident:
+                print(ident)
+        else:
+            self.console.print(text, markup=False)
+
+    def note(self, text: str) -> None:
+        """Side information for people only (stderr), never for scripts."""
+        if self.human:
+            self.err.print(text, style="dim", markup=False)
+
+    def status(self, text: str) -> Any:
+        """A spinner on stderr while something long runs (people at a terminal only)."""
+        import contextlib
+
+        if not self.stderr_is_terminal():
+            return contextlib.nullcontext()
+        return self.err.status(text)

@@ -1,0 +1,226 @@
+"""`aether session ...`: create, list, inspect, fork, archive and delete sessions."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from aether.cli import output as fmt
+from aether.cli.options import (
+    AtOpt,
+    JsonOpt,
+    LabelOpt,
+    NameOpt,
+    QuietOpt,
+    SessionArg,
+    TagOpt,
+    YesOpt,
+    client,
+    output,
+    parse_labels,
+    state,
+)
+
+app = typer.Typer(
+    help="Create, list, inspect, fork, archive and delete sessions.", no_args_is_help=True)
+
+
+def _source(s: Any) -> str:
+    if not s.source_kind:
+        return "-"
+    return f"{s.source_kind} {s.source_ref}".strip()
+
+
+SESSION_FIELDS = [
+    ("ID", lambda s: s.id),
+    ("Name", lambda s: s.name or "-"),
+    ("State", lambda s: fmt.enum_name(s.state)),
+    ("Source", _source),
+    ("Forked from", lambda s: s.parent_session_id or "-"),
+    ("Files", lambda s: f"{s.file_count} ({fmt.size(s.total_bytes)})"),
+    ("Root", lambda s: s.root_hash or "-"),
+    ("Base root", lambda s: s.base_root or "-"),
+    ("Labels", lambda s: fmt.pairs(s.labels)),
+    ("Tags", lambda s: ", ".join(s.tags) or "-"),
+    ("Metadata", lambda s: fmt.pairs(s.metadata)),
+    ("Owner", lambda s: s.owner or "-"),
+    ("Created", lambda s: fmt.when(s.create_time)),
+    ("Updated", lambda s: fmt.when(s.update_time)),
+    ("Archived", lambda s: fmt.when(s.archive_time)),
+]
+
+SESSION_COLUMNS = [
+    fmt.Column("ID", lambda s: s.id, style="cyan"),
+    fmt.Column("NAME", lambda s: s.name or "-", wrap=True),
+    fmt.Column("STATE", lambda s: fmt.enum_name(s.state)),
+    fmt.Column("FILES", lambda s: str(s.file_count), justify="right"),
+    fmt.Column("SIZE", lambda s: fmt.size(s.total_bytes), justify="right"),
+    fmt.Column("LABELS", lambda s: fmt.pairs(s.labels), wrap=True),
+    fmt.Column("TAGS", lambda s: ",".join(s.tags) or "-", wrap=True),
+    fmt.Column("CREATED", lambda s: fmt.when(s.create_time)),
+]
+
+
+def show_session(out: fmt.Output, s: Any, title: str | None = None) -> None:
+    out.item(s, SESSION_FIELDS, lambda s: s.id, title=title)
+
+
+def _archive_format_for(path: Path) -> str | None:
+    name = path.name.lower()
+    if name.endswith((".tar.gz", ".tgz")):
+        return "tar.gz"
+    if name.endswith(".tar"):
+        return "tar"
+    if name.endswith(".zip"):
+        return "zip"
+    return None  # let the daemon detect it
+
+
+@app.command("create")
+def create(
+    ctx: typer.Context,
+    from_dir: Annotated[Path | None, typer.Option(
+        "--from-dir", metavar="PATH", file_okay=False, exists=True, resolve_path=True,
+        help="A directory on this machine (read by the local daemon, uploaded to a remote one).",
+        show_default=False)] = None,
+    from_archive: Annotated[Path | None, typer.Option(
+        "--from-archive", metavar="FILE", dir_okay=False, exists=True,
+        help="A tar, tar.gz or zip file to upload.", show_default=False)] = None,
+    from_git: Annotated[str | None, typer.Option(
+        "--from-git", metavar="URL",
+        help="A git repository (path or URL) reachable from the daemon's host.",
+        show_default=False)] = None,
+    ref: Annotated[str | None, typer.Option(
+        "--ref", help="Git ref to check out (with --from-git; default HEAD).",
+        show_default=False)] = None,
+    from_commit: Annotated[str | None, typer.Option(
+        "--from-commit", metavar="ID", help="A commit (cmt_...).", show_default=False)] = None,
+    from_checkpoint: Annotated[str | None, typer.Option(
+        "--from-checkpoint", metavar="ID", help="A checkpoint (ckp_...).",
+        show_default=False)] = None,
+    from_session: Annotated[str | None, typer.Option(
+        "--from-session", metavar="ID", help="Another session's working state.",
+        show_default=False)] = None,
+    name: NameOpt = "",
+    label: LabelOpt = None,
+    tag: TagOpt = None,
+    json_: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Create a session: blank, or from a directory, archive, git repository,
+    commit, checkpoint or session."""
+    given = [flag for flag, v in (
+        ("--from-dir", from_dir), ("--from-archive", from_archive), ("--from-git", from_git),
+        ("--from-commit", from_commit), ("--from-checkpoint", from_checkpoint),
+        ("--from-session", from_session),
+    ) if v]
+    if len(given) > 1:
+        raise typer.BadParameter(f"choose one source, not {' and '.join(given)}",
+                                 param_hint="'--from-*'")
+    if ref and not from_git:
+        raise typer.BadParameter("--ref goes with --from-git", param_hint="'--ref'")
+    labels = parse_labels(label)
+    out = output(ctx, json_, quiet)
+
+    from aether.client import source
+
+    c = client(ctx)
+    if from_dir is not None:
+        if state(ctx).target().same_host:
+            src = source.directory(from_dir)
+        else:
+            with out.status(f"Packing {from_dir}..."):
+                src = source.archive(source.pack_directory(from_dir), "tar.gz")
+    elif from_archive is not None:
+        src = source.archive(from_archive.read_bytes(), _archive_format_for(from_archive))
+    elif from_git:
+        url = from_git
+        if os.path.isdir(url) and state(ctx).target().same_host:
+            url = os.path.abspath(url)
+        src = source.git(url, ref or "")
+    elif from_commit:
+        src = source.commit(from_commit)
+    elif from_checkpoint:
+        src = source.checkpoint(from_checkpoint)
+    elif from_session:
+        src = source.session(from_session)
+    else:
+        src = source.blank()
+    with out.status("Creating session..."):
+        s = c.create_session(src, name=name, labels=labels, tags=tag or [])
+    show_session(out, s)
+
+
+@app.command("ls")
+def ls(
+    ctx: typer.Context,
+    label: LabelOpt = None,
+    tag: TagOpt = None,
+    state_: Annotated[str | None, typer.Option(
+        "--state", metavar="STATE", help="active or archived.", show_default=False)] = None,
+    limit: Annotated[int, typer.Option(
+        "--limit", help="Show at most this many (0 = all).", min=0)] = 0,
+    json_: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """List sessions, filtered by labels (all must match), tags and state."""
+    if state_ and state_.lower() not in ("active", "archived"):
+        raise typer.BadParameter("want active or archived", param_hint="'--state'")
+    labels = parse_labels(label)
+    out = output(ctx, json_, quiet)
+    sessions = []
+    for s in client(ctx).iter_sessions(labels=labels, tags=tag or [], state=state_):
+        sessions.append(s)
+        if limit and len(sessions) >= limit:
+            break
+    out.table(sessions, SESSION_COLUMNS, lambda s: s.id, empty="No sessions.")
+
+
+@app.command("show")
+def show(ctx: typer.Context, session: SessionArg, json_: JsonOpt = False,
+         quiet: QuietOpt = False) -> None:
+    """Show a session's metadata."""
+    out = output(ctx, json_, quiet)
+    show_session(out, client(ctx).get_session(session))
+
+
+@app.command("fork")
+def fork(
+    ctx: typer.Context,
+    session: SessionArg,
+    name: NameOpt = "",
+    at: AtOpt = "",
+    label: LabelOpt = None,
+    tag: TagOpt = None,
+    json_: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Fork a session: a new session sharing its state, at no copying cost."""
+    labels = parse_labels(label)
+    out = output(ctx, json_, quiet)
+    s = client(ctx).fork_session(session, name=name, labels=labels, tags=tag or [], at=at)
+    show_session(out, s)
+
+
+@app.command("archive")
+def archive(ctx: typer.Context, session: SessionArg, json_: JsonOpt = False,
+            quiet: QuietOpt = False) -> None:
+    """Archive a session: it becomes read-only."""
+    out = output(ctx, json_, quiet)
+    s = client(ctx).archive_session(session)
+    out.done(f"Archived session {s.id}.", s, s.id)
+
+
+@app.command("rm")
+def rm(ctx: typer.Context, session: SessionArg, yes: YesOpt = False, json_: JsonOpt = False,
+       quiet: QuietOpt = False) -> None:
+    """Delete a session (its commits stay). Asks first on a terminal unless --yes."""
+    out = output(ctx, json_, quiet)
+    if not yes and sys.stdin.isatty() and sys.stderr.isatty():
+        typer.confirm(f"Delete session {session}?", abort=True, err=True)
+    s = client(ctx).delete_session(session)
+    out.done(f"Deleted session {s.id or session}.", s, s.id or session)

@@ -1,0 +1,728 @@
+"""One definition of every HTTP operation, shared by the sync and async clients.
+
+Each public method of `Operations` builds a `Call` (method, path, query, body,
+how to decode the answer) and hands it to `self._call(call)`. `Client` runs it
+and returns the result; `AsyncClient` returns a coroutine with the same result.
+Pagination and streaming differ between the two only in how they loop, so
+they get `self._paginate(...)` / `self._stream(...)` with the same split.
+
+Paths and query names follow `aetherd/http/routes.py` (the route table); request
+and response bodies are the proto3 JSON mapping of the `aether.pb` messages.
+"""
+
+from __future__ import annotations
+
+import json as _json
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
+from urllib.parse import quote
+
+import httpx
+
+from aether import pb
+from aether.errors import CODES, AetherError, from_code
+
+# Archive formats, by the names the HTTP API and the CLI use.
+FORMAT_NAMES: dict[str, pb.ArchiveFormat] = {
+    "tar": pb.ArchiveFormat.TAR,
+    "tar.gz": pb.ArchiveFormat.TAR_GZ,
+    "zip": pb.ArchiveFormat.ZIP,
+}
+_FORMAT_CONTENT_TYPES: dict[pb.ArchiveFormat, str] = {
+    pb.ArchiveFormat.TAR: "application/x-tar",
+    pb.ArchiveFormat.TAR_GZ: "application/gzip",
+    pb.ArchiveFormat.ZIP: "application/zip",
+}
+_STATE_NAMES: dict[str, pb.SessionState] = {
+    "active": pb.SessionState.ACTIVE,
+    "archived": pb.SessionState.ARCHIVED,
+}
+
+def archive_format(value: str | pb.ArchiveFormat | None) -> pb.ArchiveFormat:
+    """'tar' | 'tar.gz' | 'tgz' | 'zip' | ArchiveFormat | None -> ArchiveFormat."""
+    if value is None or value == "":
+        return pb.ArchiveFormat.UNSPECIFIED
+    if isinstance(value, pb.ArchiveFormat):
+        return value
+    name = value.lower().lstrip(".")
+    if name == "tgz":
+        name = "tar.gz"
+    try:
+        return FORMAT_NAMES[name]
+    except KeyError:
+        raise from_code(
+            "invalid_argument", f"unknown archive format {value!r}: want tar, tar.gz or zip"
+        ) from None
+
+
+def format_name(value: pb.ArchiveFormat) -> str:
+    for name, fmt in FORMAT_NAMES.items():
+        if fmt == value:
+            return name
+    return ""
+
+
+def session_state(value: str | pb.SessionState | None) -> pb.SessionState:
+    if value is None or value == "":
+        return pb.SessionState.UNSPECIFIED
+    if isinstance(value, pb.SessionState):
+        return value
+    try:
+        return _STATE_NAMES[value.lower()]
+    except KeyError:
+        raise from_code(
+            "invalid_argument", f"unknown session state {value!r}: want active or archived"
+        ) from None
+
+
+# ---- URL building
+
+
+def seg(value: str) -> str:
+    """One path segment (an id, a key): everything but unreserved characters encoded."""
+    if not value:
+        raise from_code("invalid_argument", "an identifier must not be empty")
+    return _dot_safe(quote(value, safe=""))
+
+
+def file_path(path: str) -> str:
+    """A session path for `.../files/{path}`: each segment encoded, "/" kept.
+
+    "." and ".." segments are sent encoded (%2E) so that no HTTP library
+    normalises them away: the daemon sees them and refuses them.
+    """
+    path = path.lstrip("/")
+    if not path:
+        raise from_code("invalid_argument", "a file path must not be empty")
+    return "/".join(_dot_safe(quote(part, safe="")) for part in path.split("/"))
+
+
+def _dot_safe(part: str) -> str:
+    return part.replace(".", "%2E") if part in (".", "..") else part
+
+
+def session_url(session_id: str) -> str:
+    return f"/v1/sessions/{seg(session_id)}"
+
+
+Query = list[tuple[str, str]]
+
+
+def query(**params: Any) -> Query:
+    """Query pairs: None/""/0/False/empty are left out (the proto defaults),
+    lists repeat the name, mappings become repeated "k=v", enums their proto name."""
+    out: Query = []
+    for name, value in params.items():
+        name = name.rstrip("_")  # from_ -> from
+        if value is None or value == "" or value is False:
+            continue
+        if isinstance(value, Mapping):
+            out.extend((name, f"{k}={v}") for k, v in value.items())
+        elif isinstance(value, list | tuple | set | frozenset):
+            out.extend((name, str(v)) for v in value)
+        elif isinstance(value, pb.ArchiveFormat):
+            if value != pb.ArchiveFormat.UNSPECIFIED:
+                out.append((name, format_name(value)))
+        elif hasattr(value, "proto_name"):  # any other proto enum
+            if int(value) != 0:
+                out.append((name, value.proto_name))
+        elif value is True:
+            out.append((name, "true"))
+        elif isinstance(value, int):
+            if value != 0:
+                out.append((name, str(value)))
+        else:
+            out.append((name, str(value)))
+    return out
+
+
+# ---- calls
+
+
+@dataclass
+class Call:
+    """One HTTP exchange, fully described. `decode` turns a successful answer into
+    the result; by default the body is parsed as the proto3 JSON of `response`."""
+
+    method: str
+    path: str
+    params: Query = field(default_factory=list)
+    json: dict[str, Any] | None = None
+    content: bytes | Iterable[bytes] | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    response: type | None = None
+    decode: Callable[[httpx.Response], Any] | None = None
+
+    def result(self, resp: httpx.Response) -> Any:
+        if self.decode is not None:
+            return self.decode(resp)
+        if self.response is None:
+            return None
+        return parse_message(self.response, resp)
+
+
+def parse_message(cls: type, resp: httpx.Response) -> Any:
+    try:
+        data = resp.json() if resp.content else {}
+    except ValueError:
+        raise from_code(
+            "internal", f"the server answered {resp.request.url.path} with non-JSON content"
+        ) from None
+    return cls.from_dict(data, ignore_unknown_fields=True)
+
+
+def raise_for_error(resp: httpx.Response) -> None:
+    """Turn an error answer into the typed AetherError the daemon raised."""
+    if resp.status_code < 400:
+        return
+    if not resp.is_closed:  # a streamed answer: its body holds the error
+        resp.read()
+    raise error_from_response(resp)
+
+
+async def araise_for_error(resp: httpx.Response) -> None:
+    if resp.status_code < 400:
+        return
+    if not resp.is_closed:
+        await resp.aread()
+    raise error_from_response(resp)
+
+
+def error_from_response(resp: httpx.Response) -> AetherError:
+    detail: Any = None
+    try:
+        detail = _json.loads(resp.content).get("error")
+    except (ValueError, AttributeError):
+        pass
+    if isinstance(detail, dict) and detail.get("code"):
+        err = from_code(str(detail["code"]), str(detail.get("message") or detail["code"]))
+        details = detail.get("details")
+        if isinstance(details, dict):
+            err.details = {str(k): str(v) for k, v in details.items()}
+        return err
+    code = _code_for_status(resp.status_code)
+    text = resp.text.strip().splitlines()[0][:200] if resp.text.strip() else ""
+    message = f"HTTP {resp.status_code} {resp.reason_phrase}" + (f": {text}" if text else "")
+    return from_code(code, message)
+
+
+def _code_for_status(status: int) -> str:
+    for code, (http_status, _) in CODES.items():
+        if http_status == status:
+            return code
+    return "unavailable" if status in (502, 504) else "internal"
+
+
+def transport_error(exc: httpx.HTTPError, where: str) -> AetherError:
+    if isinstance(exc, httpx.TimeoutException):
+        return from_code("unavailable", f"timed out talking to aetherd at {where}")
+    if isinstance(exc, httpx.ConnectError | httpx.RemoteProtocolError):
+        return from_code("unavailable", f"cannot reach aetherd at {where}: {exc}")
+    return from_code("unavailable", f"talking to aetherd at {where}: {exc}")
+
+
+def _etag(resp: httpx.Response) -> str:
+    tag = resp.headers.get("etag", "")
+    if tag.startswith("W/"):
+        tag = tag[2:]
+    return tag.strip('"')
+
+
+def _read_file_result(resp: httpx.Response) -> pb.ReadFileResponse:
+    size = len(resp.content)
+    total = resp.headers.get("x-aether-size", "")
+    if not total.isdigit():  # a plain HTTP server: Content-Range "bytes a-b/total"
+        total = resp.headers.get("content-range", "").rpartition("/")[2]
+    if total.isdigit():
+        size = int(total)
+    return pb.ReadFileResponse(data=resp.content, hash=_etag(resp), size=size)
+
+
+def _precondition(if_match: str) -> dict[str, str]:
+    """The header for an `if_match` value: a content hash or "*" -> If-Match;
+    "!" (must not exist) -> If-None-Match: *."""
+    if not if_match:
+        return {}
+    if if_match == "!":
+        return {"if-none-match": "*"}
+    if if_match == "*":
+        return {"if-match": "*"}
+    tag = if_match.strip('"')
+    return {"if-match": f'"{tag}"'}
+
+
+def _dict(msg: Any) -> dict[str, Any]:
+    return msg.to_dict()
+
+
+# ---- the operations
+
+
+class Operations:
+    """Every operation of the AetherFS HTTP API (sessions, files, persistence).
+
+    Sync `Client` methods return the result; `AsyncClient` methods return an
+    awaitable of the same result. `iter_*` methods page through a listing
+    (an iterator, or an async iterator); `export` streams bytes.
+    """
+
+    def _call(self, call: Call) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _paginate(self, make: Callable[[str], Call], items: str) -> Any:  # pragma: no cover
+        raise NotImplementedError
+
+    def _stream(self, call: Call) -> Any:  # pragma: no cover
+        raise NotImplementedError
+
+    def _download(
+        self, call: Call, file: BinaryIO, progress: Callable[[int, int | None], None] | None,
+    ) -> Any:  # pragma: no cover
+        raise NotImplementedError
+
+    # -- observability
+
+    def health(self) -> pb.HealthResponse:
+        return self._call(Call("GET", "/v1/health", response=pb.HealthResponse))
+
+    # -- sessions
+
+    def create_session(
+        self,
+        source: pb.SessionSource | None = None,
+        *,
+        name: str = "",
+        labels: Mapping[str, str] | None = None,
+        tags: Iterable[str] = (),
+        metadata: Mapping[str, str] | None = None,
+        owner: str = "",
+        policy: pb.SessionPolicy | None = None,
+    ) -> pb.Session:
+        """Create a session from `source` (see `aether.client.source`; blank by default).
+
+        An archive source is uploaded as the raw request body (not base64 JSON).
+        """
+        source = source or pb.SessionSource(blank=pb.BlankSource())
+        archive = source.archive if _which(source) == "archive" else None
+        if archive is not None:
+            if metadata or owner or policy is not None:
+                raise from_code(
+                    "invalid_argument",
+                    "metadata, owner and policy cannot be set on an archive upload; "
+                    "update the session after creating it",
+                )
+            fmt = archive_format(archive.format)
+            return self._call(Call(
+                "POST", "/v1/sessions",
+                # the content type names the format (octet-stream: detect it)
+                params=query(name=name, label=dict(labels or {}), tag=list(tags)),
+                content=bytes(archive.data),
+                headers={"content-type": _FORMAT_CONTENT_TYPES.get(
+                    fmt, "application/octet-stream")},
+                response=pb.Session,
+            ))
+        req = pb.CreateSessionRequest(
+            name=name, source=source, labels=dict(labels or {}), tags=list(tags),
+            metadata=dict(metadata or {}), owner=owner, policy=policy,
+        )
+        return self._call(Call("POST", "/v1/sessions", json=_dict(req), response=pb.Session))
+
+    def _list_sessions_call(
+        self, labels: Mapping[str, str] | None, tags: Iterable[str],
+        state: str | pb.SessionState | None, page_size: int, page_token: str,
+    ) -> Call:
+        return Call("GET", "/v1/sessions", params=query(
+            labels=dict(labels or {}), tags=list(tags), state=session_state(state),
+            page_size=page_size, page_token=page_token,
+        ), response=pb.ListSessionsResponse)
+
+    def list_sessions(
+        self,
+        *,
+        labels: Mapping[str, str] | None = None,
+        tags: Iterable[str] = (),
+        state: str | pb.SessionState | None = None,
+        page_size: int = 0,
+        page_token: str = "",
+    ) -> pb.ListSessionsResponse:
+        """One page of sessions matching every label and tag given (and the state)."""
+        return self._call(self._list_sessions_call(labels, tags, state, page_size, page_token))
+
+    def iter_sessions(
+        self,
+        *,
+        labels: Mapping[str, str] | None = None,
+        tags: Iterable[str] = (),
+        state: str | pb.SessionState | None = None,
+        page_size: int = 0,
+    ) -> Any:
+        """Every matching session, page after page (Iterator / AsyncIterator[pb.Session])."""
+        tags = list(tags)
+        return self._paginate(
+            lambda token: self._list_sessions_call(labels, tags, state, page_size, token),
+            "sessions",
+        )
+
+    def get_session(self, session_id: str) -> pb.Session:
+        return self._call(Call("GET", session_url(session_id), response=pb.Session))
+
+    def update_session(
+        self,
+        session_id: str,
+        *,
+        name: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        tags: Iterable[str] | None = None,
+        metadata: Mapping[str, str] | None = None,
+        policy: pb.SessionPolicy | None = None,
+    ) -> pb.Session:
+        """Replace the fields given (and only those; None leaves a field alone)."""
+        mask: list[str] = []
+        req = pb.UpdateSessionRequest()
+        if name is not None:
+            req.name = name
+            mask.append("name")
+        if labels is not None:
+            req.labels = dict(labels)
+            mask.append("labels")
+        if tags is not None:
+            req.tags = list(tags)
+            mask.append("tags")
+        if metadata is not None:
+            req.metadata = dict(metadata)
+            mask.append("metadata")
+        if policy is not None:
+            req.policy = policy
+            mask.append("policy")
+        req.update_mask = mask
+        return self._call(Call(
+            "PATCH", session_url(session_id), json=_dict(req), response=pb.Session))
+
+    def delete_session(self, session_id: str) -> pb.Session:
+        return self._call(Call("DELETE", session_url(session_id), response=pb.Session))
+
+    def fork_session(
+        self,
+        session_id: str,
+        *,
+        name: str = "",
+        labels: Mapping[str, str] | None = None,
+        tags: Iterable[str] = (),
+        at: str = "",
+    ) -> pb.Session:
+        """A new session sharing this one's state (or the state `at` a checkpoint/commit)."""
+        req = pb.ForkSessionRequest(name=name, labels=dict(labels or {}), tags=list(tags), at=at)
+        return self._call(Call(
+            "POST", session_url(session_id) + ":fork", json=_dict(req), response=pb.Session))
+
+    def archive_session(self, session_id: str) -> pb.Session:
+        return self._call(Call("POST", session_url(session_id) + ":archive", response=pb.Session))
+
+    def restore_session(self, session_id: str, checkpoint_id: str) -> pb.Session:
+        """Reset the working state to a checkpoint (ckp_...), a commit (cmt_...) or "base"."""
+        req = pb.RestoreSessionRequest(checkpoint_id=checkpoint_id)
+        return self._call(Call(
+            "POST", session_url(session_id) + ":restore", json=_dict(req), response=pb.Session))
+
+    # -- files
+
+    def _tree_call(
+        self, session_id: str, path: str, depth: int, recursive: bool, at: str, page_size: int,
+        page_token: str,
+    ) -> Call:
+        return Call("GET", session_url(session_id) + "/tree", params=query(
+            path=path.strip("/"), depth=depth, recursive=recursive, at=at, page_size=page_size,
+            page_token=page_token,
+        ), response=pb.ListTreeResponse)
+
+    def list_tree(
+        self,
+        session_id: str,
+        path: str = "",
+        *,
+        depth: int = 1,
+        recursive: bool = False,
+        at: str = "",
+        page_size: int = 0,
+        page_token: str = "",
+    ) -> pb.ListTreeResponse:
+        """Entries under `path` ("" = root): `depth` levels (1 = children), or
+        everything below with `recursive`."""
+        return self._call(self._tree_call(
+            session_id, path, depth, recursive, at, page_size, page_token))
+
+    def iter_tree(
+        self, session_id: str, path: str = "", *, depth: int = 1, recursive: bool = False,
+        at: str = "", page_size: int = 0,
+    ) -> Any:
+        """Every entry under `path` (Iterator / AsyncIterator[pb.FileInfo])."""
+        return self._paginate(
+            lambda token: self._tree_call(
+                session_id, path, depth, recursive, at, page_size, token),
+            "entries",
+        )
+
+    def _file_url(self, session_id: str, path: str, kind: str = "files") -> str:
+        return f"{session_url(session_id)}/{kind}/{file_path(path)}"
+
+    def read_file(
+        self, session_id: str, path: str, *, offset: int = 0, length: int = 0, at: str = "",
+    ) -> pb.ReadFileResponse:
+        """File bytes (`length` 0 = to the end) with the content hash and full size."""
+        if offset < 0 or length < 0:
+            raise from_code("invalid_argument", "offset and length must not be negative")
+        headers = {}
+        if offset or length:
+            end = str(offset + length - 1) if length else ""
+            headers["range"] = f"bytes={offset}-{end}"
+        return self._call(Call(
+            "GET", self._file_url(session_id, path), params=query(at=at), headers=headers,
+            decode=_read_file_result,
+        ))
+
+    def write_file(
+        self,
+        session_id: str,
+        path: str,
+        data: bytes,
+        *,
+        if_match: str = "",
+        mode: int = 0,
+        create_parents: bool = True,
+    ) -> pb.FileInfo:
+        """Replace a file's content. `if_match`: the expected content hash, "*"
+        (must exist) or "!" (must not exist); a mismatch raises Conflict."""
+        headers = {"content-type": "application/octet-stream", **_precondition(if_match)}
+        params: Query = [("mode", f"{mode:04o}")] if mode else []  # octal, like chmod
+        if not create_parents:
+            params.append(("create_parents", "false"))
+        return self._call(Call(
+            "PUT", self._file_url(session_id, path), params=params, content=bytes(data),
+            headers=headers, response=pb.FileInfo,
+        ))
+
+    def write_range(
+        self, session_id: str, path: str, data: bytes, offset: int, *, if_match: str = "",
+    ) -> pb.FileInfo:
+        """Write `data` at `offset` inside a file (extending it if needed)."""
+        headers = {"content-type": "application/octet-stream", **_precondition(if_match)}
+        return self._call(Call(
+            "PATCH", self._file_url(session_id, path), params=[("offset", str(offset))],
+            content=bytes(data), headers=headers, response=pb.FileInfo,
+        ))
+
+    def patch_file(
+        self, session_id: str, path: str, unified_diff: str, *, if_match: str = "",
+    ) -> pb.FileInfo:
+        """Apply a unified diff of this one file."""
+        headers = {"content-type": "text/x-diff; charset=utf-8", **_precondition(if_match)}
+        return self._call(Call(
+            "PATCH", self._file_url(session_id, path), content=unified_diff.encode(),
+            headers=headers, response=pb.FileInfo,
+        ))
+
+    def delete_file(self, session_id: str, path: str, *, if_match: str = "") -> pb.FileInfo:
+        return self._call(Call(
+            "DELETE", self._file_url(session_id, path), headers=_precondition(if_match),
+            response=pb.FileInfo))
+
+    def stat(self, session_id: str, path: str, *, at: str = "") -> pb.FileInfo:
+        """Kind, mode, size, times, hash and extents of a path."""
+        return self._call(Call(
+            "GET", self._file_url(session_id, path, "stat"), params=query(at=at),
+            response=pb.FileInfo,
+        ))
+
+    def _fs(self, session_id: str, op: str, req: Any) -> Call:
+        return Call("POST", f"{session_url(session_id)}/fs:{op}", json=_dict(req),
+                    response=pb.FileInfo)
+
+    def mkdir(
+        self, session_id: str, path: str, *, parents: bool = False, mode: int = 0,
+    ) -> pb.FileInfo:
+        return self._call(self._fs(session_id, "mkdir", pb.MkdirRequest(
+            path=path, parents=parents, mode=mode)))
+
+    def rmdir(self, session_id: str, path: str, *, recursive: bool = False) -> pb.FileInfo:
+        return self._call(self._fs(session_id, "rmdir", pb.RmdirRequest(
+            path=path, recursive=recursive)))
+
+    def rename(
+        self, session_id: str, from_path: str, to_path: str, *, overwrite: bool = False,
+    ) -> pb.FileInfo:
+        return self._call(self._fs(session_id, "rename", pb.RenameRequest(
+            from_path=from_path, to_path=to_path, overwrite=overwrite)))
+
+    def symlink(self, session_id: str, path: str, target: str) -> pb.FileInfo:
+        return self._call(self._fs(session_id, "symlink", pb.SymlinkRequest(
+            path=path, target=target)))
+
+    def copy(
+        self, session_id: str, from_path: str, to_path: str, *, overwrite: bool = False,
+        at: str = "",
+    ) -> pb.FileInfo:
+        """Copy a file or directory, optionally out of another state (`at`)."""
+        return self._call(self._fs(session_id, "copy", pb.CopyRequest(
+            from_path=from_path, to_path=to_path, overwrite=overwrite, at=at)))
+
+    def _manifest_call(self, session_id: str, at: str, page_size: int, page_token: str) -> Call:
+        return Call("GET", session_url(session_id) + "/manifest", params=query(
+            at=at, page_size=page_size, page_token=page_token,
+        ), response=pb.ManifestResponse)
+
+    def get_manifest(
+        self, session_id: str, *, at: str = "", page_size: int = 0, page_token: str = "",
+    ) -> pb.ManifestResponse:
+        """Every path with kind, mode, size and hash (one page)."""
+        return self._call(self._manifest_call(session_id, at, page_size, page_token))
+
+    def iter_manifest(self, session_id: str, *, at: str = "", page_size: int = 0) -> Any:
+        return self._paginate(
+            lambda token: self._manifest_call(session_id, at, page_size, token), "entries")
+
+    def list_changes(self, session_id: str, *, since: str = "") -> pb.ListChangesResponse:
+        """Changed paths since "base" (default), a checkpoint or a commit."""
+        return self._call(Call(
+            "GET", session_url(session_id) + "/changes", params=query(since=since),
+            response=pb.ListChangesResponse,
+        ))
+
+    # -- persistence
+
+    def create_checkpoint(
+        self, session_id: str, *, message: str = "", labels: Mapping[str, str] | None = None,
+    ) -> pb.Checkpoint:
+        req = pb.CreateCheckpointRequest(message=message, labels=dict(labels or {}))
+        return self._call(Call(
+            "POST", session_url(session_id) + "/checkpoints", json=_dict(req),
+            response=pb.Checkpoint,
+        ))
+
+    def _checkpoints_call(self, session_id: str, page_size: int, page_token: str) -> Call:
+        return Call("GET", session_url(session_id) + "/checkpoints", params=query(
+            page_size=page_size, page_token=page_token), response=pb.ListCheckpointsResponse)
+
+    def list_checkpoints(
+        self, session_id: str, *, page_size: int = 0, page_token: str = "",
+    ) -> pb.ListCheckpointsResponse:
+        return self._call(self._checkpoints_call(session_id, page_size, page_token))
+
+    def iter_checkpoints(self, session_id: str, *, page_size: int = 0) -> Any:
+        return self._paginate(
+            lambda token: self._checkpoints_call(session_id, page_size, token), "checkpoints")
+
+    def get_checkpoint(self, session_id: str, checkpoint_id: str) -> pb.Checkpoint:
+        return self._call(Call(
+            "GET", f"{session_url(session_id)}/checkpoints/{seg(checkpoint_id)}",
+            response=pb.Checkpoint,
+        ))
+
+    def delete_checkpoint(self, session_id: str, checkpoint_id: str) -> pb.Checkpoint:
+        return self._call(Call(
+            "DELETE", f"{session_url(session_id)}/checkpoints/{seg(checkpoint_id)}",
+            response=pb.Checkpoint,
+        ))
+
+    def create_commit(self, session_id: str, *, message: str, author: str = "") -> pb.Commit:
+        """Commit the working state (FailedPrecondition when an approval is missing)."""
+        req = pb.CreateCommitRequest(message=message, author=author)
+        return self._call(Call(
+            "POST", session_url(session_id) + "/commits", json=_dict(req), response=pb.Commit))
+
+    def _commits_call(self, session_id: str, page_size: int, page_token: str) -> Call:
+        return Call("GET", session_url(session_id) + "/commits", params=query(
+            page_size=page_size, page_token=page_token), response=pb.ListCommitsResponse)
+
+    def list_commits(
+        self, session_id: str, *, page_size: int = 0, page_token: str = "",
+    ) -> pb.ListCommitsResponse:
+        return self._call(self._commits_call(session_id, page_size, page_token))
+
+    def iter_commits(self, session_id: str, *, page_size: int = 0) -> Any:
+        return self._paginate(
+            lambda token: self._commits_call(session_id, page_size, token), "commits")
+
+    def get_commit(self, commit_id: str) -> pb.Commit:
+        """A commit by id, whether or not its session still exists."""
+        return self._call(Call("GET", f"/v1/commits/{seg(commit_id)}", response=pb.Commit))
+
+    def diff(
+        self,
+        session_id: str,
+        *,
+        from_: str = "",
+        to: str = "",
+        context_lines: int = 0,
+        paths: Iterable[str] = (),
+        name_only: bool = False,
+    ) -> pb.DiffResponse:
+        """Diff two states: "" (working), "base", ckp_..., cmt_... (defaults: base -> working)."""
+        return self._call(Call("GET", session_url(session_id) + "/diff", params=query(
+            from_=from_, to=to, context_lines=context_lines, paths=list(paths),
+            name_only=name_only,
+        ), response=pb.DiffResponse))
+
+    def _export_call(
+        self, session_id: str, format: str | pb.ArchiveFormat | None, at: str, path: str,
+    ) -> Call:
+        return Call("GET", session_url(session_id) + "/export", params=query(
+            format=archive_format(format), at=at, path=path.strip("/")))
+
+    def export(
+        self,
+        session_id: str,
+        *,
+        format: str | pb.ArchiveFormat | None = "tar.gz",
+        at: str = "",
+        path: str = "",
+    ) -> Any:
+        """Stream a state (`at`) of the session, or a subtree (`path`), as an archive.
+
+        Sync: a context manager yielding an `ExportStream` (iterate for bytes;
+        `.total` is the length when the server announced it). Async: the same
+        as an async context manager / async iterator.
+        """
+        return self._stream(self._export_call(session_id, format, at, path))
+
+    def export_to(
+        self,
+        session_id: str,
+        file: BinaryIO,
+        *,
+        format: str | pb.ArchiveFormat | None = "tar.gz",
+        at: str = "",
+        path: str = "",
+        progress: Callable[[int, int | None], None] | None = None,
+    ) -> int:
+        """Stream an export into a binary file object; returns the bytes written.
+
+        `progress(done, total)` is called after every chunk (`total` is None when
+        the server did not announce a length).
+        """
+        return self._download(self._export_call(session_id, format, at, path), file, progress)
+
+    def import_archive(
+        self,
+        session_id: str,
+        data: bytes | Iterable[bytes],
+        *,
+        path: str = "",
+        format: str | pb.ArchiveFormat | None = None,
+    ) -> pb.ImportResponse:
+        """Unpack an archive (tar, tar.gz, zip; detected when `format` is None) into `path`."""
+        fmt = archive_format(format)
+        return self._call(Call(
+            "POST", session_url(session_id) + "/import",
+            params=query(path=path.strip("/"), format=fmt),
+            content=bytes(data) if isinstance(data, bytearray | memoryview) else data,
+            headers={"content-type": _FORMAT_CONTENT_TYPES.get(fmt, "application/octet-stream")},
+            response=pb.ImportResponse,
+        ))
+
+
+def _which(source: pb.SessionSource) -> str:
+    import betterproto2
+
+    group = betterproto2.which_one_of(source, "kind")
+    return group[0]

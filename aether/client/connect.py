@@ -1,0 +1,229 @@
+"""Where the daemon is, and getting one running when it is local.
+
+Remote: `AETHER_SERVER` (or `server=`) is `http://host:port`, `https://...`,
+`unix:/path/to/http.sock` or the daemon's own `tcp:host:port`; `AETHER_TOKEN`
+(or `token=`) is sent as `Authorization: Bearer`. Arguments win over the
+environment.
+
+Local (no server configured): the daemon of the current user, listening on
+`<data_dir>/http.sock` where data_dir is `AETHER_DATA_DIR` or the platform's
+user data directory. When nothing answers there, `connect()` starts
+`python -m aetherd serve --data-dir DIR` detached (its output appended to
+`<data_dir>/aetherd.log`) and waits for `GET /v1/health`. A lock file
+serialises clients that race to start it: the losers reuse the winner's.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from aether.errors import AetherError, from_code
+
+AUTOSTART_TIMEOUT = 10.0
+# The pid of a daemon started by autostart, for tools that want to stop it.
+SPAWNED_PID_FILE = "aetherd.autostart.pid"
+LOG_FILE = "aetherd.log"
+
+
+def default_data_dir() -> Path:
+    env = os.environ.get("AETHER_DATA_DIR")
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("aether"))
+
+
+@dataclass(frozen=True)
+class Target:
+    """A resolved daemon address."""
+
+    base_url: str  # what HTTP requests are made against
+    uds: str | None = None  # unix socket path, when it is one
+    token: str | None = None
+    # Set in local mode: the daemon's data directory (autostart applies).
+    data_dir: Path | None = None
+
+    @property
+    def local(self) -> bool:
+        return self.data_dir is not None
+
+    @property
+    def same_host(self) -> bool:
+        """Does the daemon see this machine's filesystem (unix socket)?"""
+        return self.uds is not None
+
+    def __str__(self) -> str:
+        return f"unix:{self.uds}" if self.uds else self.base_url
+
+
+def parse_server(server: str) -> tuple[str, str | None]:
+    """A server string -> (base_url, unix socket path or None)."""
+    server = server.strip()
+    if server.startswith("unix:"):
+        path = server[len("unix:"):]
+        if path.startswith("//"):  # unix:///path
+            path = path[2:]
+        if not path:
+            raise from_code("invalid_argument", f"bad server {server!r}: unix: needs a path")
+        return "http://aetherd", str(Path(path).expanduser())
+    if server.startswith(("http://", "https://")):
+        return server.rstrip("/"), None
+    if server.startswith("tcp:"):
+        server = server[len("tcp:"):]
+    if server.startswith("/"):
+        return "http://aetherd", server
+    host, _, port = server.rpartition(":")
+    if host and port.isdigit():
+        return f"http://{server}", None
+    raise from_code(
+        "invalid_argument",
+        f"bad server {server!r}: want http://host:port, https://host, or unix:/path/http.sock",
+    )
+
+
+def resolve(
+    server: str | None = None, token: str | None = None, data_dir: str | Path | None = None,
+) -> Target:
+    """The daemon to talk to: arguments, then AETHER_SERVER / AETHER_TOKEN, else local."""
+    server = server or os.environ.get("AETHER_SERVER") or None
+    token = token or os.environ.get("AETHER_TOKEN") or None
+    if server:
+        base_url, uds = parse_server(server)
+        return Target(base_url=base_url, uds=uds, token=token)
+    ddir = Path(data_dir).expanduser() if data_dir else default_data_dir()
+    return Target(base_url="http://aetherd", uds=str(ddir / "http.sock"), token=token,
+                  data_dir=ddir)
+
+
+def connect(
+    server: str | None = None,
+    token: str | None = None,
+    *,
+    autostart: bool = True,
+    timeout: float | None = None,
+):
+    """A `Client` for the configured daemon, starting the local one when needed."""
+    from aether.client._client import DEFAULT_TIMEOUT, Client
+
+    target = resolve(server, token)
+    if target.local and autostart:
+        ensure_local_daemon(target.data_dir)  # type: ignore[arg-type]
+    return Client(target.base_url, token=target.token, uds=target.uds,
+                  timeout=DEFAULT_TIMEOUT if timeout is None else timeout)
+
+
+async def aconnect(
+    server: str | None = None,
+    token: str | None = None,
+    *,
+    autostart: bool = True,
+    timeout: float | None = None,
+):
+    """An `AsyncClient` for the configured daemon, starting the local one when needed."""
+    import asyncio
+
+    from aether.client._client import DEFAULT_TIMEOUT, AsyncClient
+
+    target = resolve(server, token)
+    if target.local and autostart:
+        await asyncio.to_thread(ensure_local_daemon, target.data_dir)
+    return AsyncClient(target.base_url, token=target.token, uds=target.uds,
+                       timeout=DEFAULT_TIMEOUT if timeout is None else timeout)
+
+
+# ---- local daemon
+
+
+def daemon_healthy(sock: Path, timeout: float = 2.0) -> bool:
+    """Does an aetherd answer GET /v1/health on this unix socket?"""
+    if not sock.exists():
+        return False
+    import httpx
+
+    try:
+        with httpx.Client(transport=httpx.HTTPTransport(uds=str(sock)),
+                          base_url="http://aetherd", timeout=timeout) as http:
+            return http.get("/v1/health").status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+_SPAWNED: list[subprocess.Popen] = []  # keep a reference: never reap (or warn about) it
+
+
+def ensure_local_daemon(data_dir: Path, timeout: float = AUTOSTART_TIMEOUT) -> int | None:
+    """Make sure the local daemon for `data_dir` answers; start it if not.
+
+    Returns the pid of a daemon this call started, or None when one was running.
+    """
+    sock = data_dir / "http.sock"
+    if daemon_healthy(sock):
+        return None
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    deadline = time.monotonic() + timeout
+    with open(data_dir / "autostart.lock", "a") as lock:
+        # Another client may be starting it right now: wait for its lock, then
+        # look again before starting a second one.
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise _unavailable(data_dir, "another client is still starting it") from None
+                time.sleep(0.05)
+        try:
+            if daemon_healthy(sock):
+                return None
+            proc = _spawn(data_dir)
+            delay = 0.02
+            while True:
+                if daemon_healthy(sock, timeout=1.0):
+                    return proc.pid
+                if proc.poll() is not None:
+                    # It exited: a daemon started by other means may own the socket.
+                    if daemon_healthy(sock):
+                        return None
+                    raise _unavailable(data_dir, f"it exited with status {proc.returncode}")
+                if time.monotonic() > deadline:
+                    raise _unavailable(data_dir, f"no answer after {timeout:g}s")
+                time.sleep(delay)
+                delay = min(delay * 2, 0.25)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _spawn(data_dir: Path) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "aetherd", "serve", "--data-dir", str(data_dir)]
+    env = {k: v for k, v in os.environ.items() if k not in ("AETHER_SERVER", "AETHER_TOKEN")}
+    with open(data_dir / LOG_FILE, "ab") as log:
+        proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=data_dir, env=env,
+            start_new_session=True, close_fds=True,
+        )
+    _SPAWNED.append(proc)
+    try:
+        (data_dir / SPAWNED_PID_FILE).write_text(f"{proc.pid}\n")
+    except OSError:
+        pass
+    return proc
+
+
+def _unavailable(data_dir: Path, why: str) -> AetherError:
+    log = data_dir / LOG_FILE
+    tail = ""
+    try:
+        lines = log.read_text(errors="replace").strip().splitlines()
+        if lines:
+            tail = f"; last log line: {lines[-1][:300]}"
+    except OSError:
+        pass
+    return from_code(
+        "unavailable", f"could not start the local aetherd ({why}); see {log}{tail}")

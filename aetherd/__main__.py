@@ -1,0 +1,3 @@
+from aetherd.cli import main
+
+main()

@@ -1,0 +1,238 @@
+"""Proto adapters for sessions, files and persistence.
+
+Each method maps a request message to a domain call and the result back to a
+response message. Domain calls block (SQLite, hashing), so they run on the
+daemon's worker pool, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+from aether import pb
+from aether.errors import InvalidArgument
+from aetherd.api import convert
+from aetherd.services.files import Files
+from aetherd.services.persistence import Persistence
+from aetherd.services.sessions import NewSession, Sessions, _oneof
+
+T = TypeVar("T")
+
+
+class Runner:
+    """Runs blocking domain calls on a bounded thread pool."""
+
+    def __init__(self, workers: int = 8) -> None:
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="aetherd-store")
+
+    async def __call__(self, fn: Callable[..., T], *args, **kwargs) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.pool, lambda: fn(*args, **kwargs))
+
+    def shutdown(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _policy(p: pb.SessionPolicy | None) -> dict | None:
+    return p.to_dict() if p is not None else None
+
+
+class SessionsApi(pb.SessionServiceBase):
+    def __init__(self, sessions: Sessions, run: Runner) -> None:
+        self.s, self.run = sessions, run
+
+    async def create_session(self, message: pb.CreateSessionRequest) -> pb.Session:
+        spec = NewSession(message.name, message.labels, message.tags, message.metadata,
+                          message.owner, _policy(message.policy))
+        rec = await self.run(self.s.create, spec, message.source)
+        return convert.session(rec)
+
+    async def get_session(self, message: pb.GetSessionRequest) -> pb.Session:
+        return convert.session(await self.run(self.s.get, message.session_id))
+
+    async def list_sessions(self, message: pb.ListSessionsRequest) -> pb.ListSessionsResponse:
+        recs, token = await self.run(self.s.list, message.labels, message.tags,
+                                     int(message.state), message.page_size, message.page_token)
+        return pb.ListSessionsResponse(sessions=[convert.session(r) for r in recs],
+                                       next_page_token=token)
+
+    async def update_session(self, message: pb.UpdateSessionRequest) -> pb.Session:
+        allowed = ("name", "labels", "tags", "metadata", "policy")
+        mask = list(message.update_mask)
+        if not mask:
+            # Without a mask, replace what the request sets.
+            d = message.to_dict()
+            mask = [f for f in allowed if _camel(f) in d]
+        fields = {}
+        for f in mask:
+            if f not in allowed:
+                raise InvalidArgument(f"update_mask names {f!r}; allowed: {', '.join(allowed)}")
+            value = getattr(message, f)
+            fields[f] = _policy(value) or {} if f == "policy" else value
+        return convert.session(await self.run(self.s.update, message.session_id, fields))
+
+    async def delete_session(self, message: pb.DeleteSessionRequest) -> pb.Session:
+        return convert.session(await self.run(self.s.delete, message.session_id))
+
+    async def fork_session(self, message: pb.ForkSessionRequest) -> pb.Session:
+        spec = NewSession(message.name, message.labels or None, message.tags or None)
+        rec = await self.run(self.s.fork, message.session_id, spec, message.at)
+        return convert.session(rec)
+
+    async def archive_session(self, message: pb.ArchiveSessionRequest) -> pb.Session:
+        return convert.session(await self.run(self.s.archive, message.session_id))
+
+    async def restore_session(self, message: pb.RestoreSessionRequest) -> pb.Session:
+        rec = await self.run(self.s.restore, message.session_id, message.checkpoint_id)
+        return convert.session(rec)
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(p.title() for p in rest)
+
+
+class FilesApi(pb.FileServiceBase):
+    def __init__(self, files: Files, persistence: Persistence, run: Runner) -> None:
+        self.f, self.p, self.run = files, persistence, run
+
+    async def list_tree(self, message: pb.ListTreeRequest) -> pb.ListTreeResponse:
+        depth = 0 if message.recursive else (message.depth or 1)  # walk(): 0 = unlimited
+        entries, token = await self.run(
+            self.f.list_tree, message.session_id, message.path, depth, message.at,
+            message.page_size, message.page_token,
+        )
+        return pb.ListTreeResponse(entries=[convert.file_info(p, e) for p, e in entries],
+                                   next_page_token=token)
+
+    async def read_file(self, message: pb.ReadFileRequest) -> pb.ReadFileResponse:
+        data, h, size = await self.run(self.f.read, message.session_id, message.path,
+                                       message.offset, message.length, message.at)
+        return pb.ReadFileResponse(data=data, hash=h, size=size)
+
+    async def write_file(self, message: pb.WriteFileRequest) -> pb.FileInfo:
+        path, e = await self.run(
+            self.f.write, message.session_id, message.path, message.data,
+            if_match=message.if_match, mode=message.mode, create_parents=message.create_parents,
+            at_offset=message.at_offset, offset=message.offset,
+        )
+        return convert.file_info(path, e)
+
+    async def delete_file(self, message: pb.DeleteFileRequest) -> pb.FileInfo:
+        path, e = await self.run(self.f.delete, message.session_id, message.path, message.if_match)
+        return convert.file_info(path, e)
+
+    async def stat(self, message: pb.StatRequest) -> pb.FileInfo:
+        e, rec = await self.run(self.f.stat, message.session_id, message.path, message.at)
+        from aetherd import paths
+
+        return convert.file_info(paths.normalize(message.path), e, rec)
+
+    async def mkdir(self, message: pb.MkdirRequest) -> pb.FileInfo:
+        path, e = await self.run(self.f.mkdir, message.session_id, message.path, message.parents,
+                                 message.mode)
+        return convert.file_info(path, e)
+
+    async def rmdir(self, message: pb.RmdirRequest) -> pb.FileInfo:
+        path, e = await self.run(self.f.rmdir, message.session_id, message.path, message.recursive)
+        return convert.file_info(path, e)
+
+    async def rename(self, message: pb.RenameRequest) -> pb.FileInfo:
+        path, e = await self.run(self.f.rename, message.session_id, message.from_path,
+                                 message.to_path, message.overwrite)
+        return convert.file_info(path, e)
+
+    async def symlink(self, message: pb.SymlinkRequest) -> pb.FileInfo:
+        path, e = await self.run(self.f.symlink, message.session_id, message.path, message.target)
+        return convert.file_info(path, e)
+
+    async def copy(self, message: pb.CopyRequest) -> pb.FileInfo:
+        path, e = await self.run(self.f.copy, message.session_id, message.from_path,
+                                 message.to_path, message.overwrite, message.at)
+        return convert.file_info(path, e)
+
+    async def patch_file(self, message: pb.PatchFileRequest) -> pb.FileInfo:
+        path, e = await self.run(self.f.patch, message.session_id, message.path,
+                                 message.unified_diff, message.if_match)
+        return convert.file_info(path, e)
+
+    async def get_manifest(self, message: pb.ManifestRequest) -> pb.ManifestResponse:
+        entries, root, token = await self.run(self.f.manifest, message.session_id, message.at,
+                                              message.page_size, message.page_token)
+        return pb.ManifestResponse(entries=[convert.file_info(p, e) for p, e in entries],
+                                   root_hash=root, next_page_token=token)
+
+    async def list_changes(self, message: pb.ListChangesRequest) -> pb.ListChangesResponse:
+        changes, a, b = await self.run(self.p.changes, message.session_id, message.since)
+        return pb.ListChangesResponse(changes=[convert.change(c) for c in changes],
+                                      from_root=a, to_root=b)
+
+
+class PersistenceApi(pb.PersistenceServiceBase):
+    def __init__(self, persistence: Persistence, run: Runner) -> None:
+        self.p, self.run = persistence, run
+
+    async def create_checkpoint(self, message: pb.CreateCheckpointRequest) -> pb.Checkpoint:
+        rec = await self.run(self.p.create_checkpoint, message.session_id, message.message,
+                             message.labels)
+        return convert.checkpoint(rec)
+
+    async def list_checkpoints(self, message: pb.ListCheckpointsRequest) -> pb.ListCheckpointsResponse:
+        recs, token = await self.run(self.p.list_checkpoints, message.session_id,
+                                     message.page_size, message.page_token)
+        return pb.ListCheckpointsResponse(checkpoints=[convert.checkpoint(r) for r in recs],
+                                          next_page_token=token)
+
+    async def get_checkpoint(self, message: pb.GetCheckpointRequest) -> pb.Checkpoint:
+        rec = await self.run(self.p.get_checkpoint, message.session_id, message.checkpoint_id)
+        return convert.checkpoint(rec)
+
+    async def delete_checkpoint(self, message: pb.DeleteCheckpointRequest) -> pb.Checkpoint:
+        rec = await self.run(self.p.delete_checkpoint, message.session_id, message.checkpoint_id)
+        return convert.checkpoint(rec)
+
+    async def create_commit(self, message: pb.CreateCommitRequest) -> pb.Commit:
+        rec = await self.run(self.p.create_commit, message.session_id, message.message,
+                             message.author)
+        return convert.commit(rec)
+
+    async def list_commits(self, message: pb.ListCommitsRequest) -> pb.ListCommitsResponse:
+        recs, token = await self.run(self.p.list_commits, message.session_id,
+                                     message.page_size, message.page_token)
+        return pb.ListCommitsResponse(commits=[convert.commit(r) for r in recs],
+                                      next_page_token=token)
+
+    async def get_commit(self, message: pb.GetCommitRequest) -> pb.Commit:
+        return convert.commit(await self.run(self.p.get_commit, message.commit_id))
+
+    async def diff(self, message: pb.DiffRequest) -> pb.DiffResponse:
+        context = message.context_lines or 3
+        a, b, items = await self.run(self.p.diff, message.session_id, message.from_, message.to,
+                                     context, list(message.paths), message.name_only)
+        files = [
+            pb.FileDiff(change=convert.change(ch), binary=binary, lines_added=added,
+                        lines_deleted=deleted, unified=text)
+            for ch, text, binary, added, deleted in items
+        ]
+        return pb.DiffResponse(from_root=a, to_root=b, files=files,
+                               unified="".join(f.unified for f in files))
+
+    async def export(self, message: pb.ExportRequest) -> AsyncIterator[pb.ExportChunk]:
+        it = await self.run(self.p.export, message.session_id, int(message.format), message.at,
+                            message.path)
+        done = object()
+        while True:
+            piece = await self.run(next, it, done)
+            if piece is done:
+                return
+            yield pb.ExportChunk(data=piece)
+
+    async def import_(self, message: pb.ImportRequest) -> pb.ImportResponse:
+        return await self.run(self.p.import_archive, message.session_id, message.path,
+                              int(message.format), message.data)
+
+
+__all__ = ["SessionsApi", "FilesApi", "PersistenceApi", "Runner", "_oneof"]

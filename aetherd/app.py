@@ -1,0 +1,46 @@
+"""Wiring: open the store, build the domain services and the Api objects."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aether import pb
+from aetherd.api import Api
+from aetherd.api.core import FilesApi, PersistenceApi, Runner, SessionsApi
+from aetherd.api.observability import ObservabilityApi
+from aetherd.config import Config
+from aetherd.services.files import Files
+from aetherd.services.persistence import Persistence
+from aetherd.services.sessions import Sessions
+from aetherd.services.state import Store
+
+
+@dataclass
+class Daemon:
+    config: Config
+    store: Store
+    runner: Runner
+    api: Api
+
+    def close(self) -> None:
+        self.runner.shutdown()
+        self.store.close()
+
+
+def open_daemon(config: Config) -> Daemon:
+    store = Store(config.data_dir)
+    runner = Runner()
+    sessions = Sessions(store, config.import_roots)
+    files = Files(store, sessions)
+    persistence = Persistence(store, sessions)
+    api = Api(
+        sessions=SessionsApi(sessions, runner),
+        files=FilesApi(files, persistence, runner),
+        persistence=PersistenceApi(persistence, runner),
+        cache=pb.CacheServiceBase(),
+        bus=pb.BusServiceBase(),
+        events=pb.EventServiceBase(),
+        review=pb.ReviewServiceBase(),
+        observability=ObservabilityApi(store, runner),
+    )
+    return Daemon(config, store, runner, api)

@@ -1,0 +1,84 @@
+"""Run the daemon: gRPC and HTTP in one asyncio process.
+
+Unix sockets by default (mode 0600 inside the data dir: the socket owner is the
+caller), TCP when configured, and then a bearer token is mandatory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from pathlib import Path
+
+from aiohttp import web
+
+from aetherd.app import open_daemon
+from aetherd.config import Config, parse_address
+from aetherd.grpc.server import make_server
+
+log = logging.getLogger("aetherd")
+
+
+async def serve(config: Config, *, ready: asyncio.Event | None = None) -> None:
+    from aetherd.http.app import make_app
+
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(config.data_dir, 0o700)
+    http_kind, http_host, http_port = parse_address(config.http_address)
+    grpc_kind, grpc_host, grpc_port = parse_address(config.grpc_address)
+    for kind in (http_kind, grpc_kind):
+        if kind == "tcp" and not config.token:
+            raise SystemExit("aetherd: a TCP listener needs a token (config `token` or --token)")
+
+    daemon = open_daemon(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    async with contextlib.AsyncExitStack() as stack:
+        stack.callback(daemon.close)
+
+        grpc_server = make_server(daemon.api, token=config.token if grpc_kind == "tcp" else None)
+        if grpc_kind == "unix":
+            _unlink_stale(grpc_host)
+            await grpc_server.start(path=grpc_host)
+            os.chmod(grpc_host, 0o600)
+        else:
+            await grpc_server.start(grpc_host, grpc_port)
+        stack.push_async_callback(grpc_server.wait_closed)
+        stack.callback(grpc_server.close)
+
+        app = make_app(daemon.api, config, require_token=http_kind == "tcp")
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        stack.push_async_callback(runner.cleanup)
+        if http_kind == "unix":
+            _unlink_stale(http_host)
+            site: web.BaseSite = web.UnixSite(runner, http_host)
+        else:
+            site = web.TCPSite(runner, http_host, http_port)
+        await site.start()
+        if http_kind == "unix":
+            os.chmod(http_host, 0o600)
+
+        pid_file = config.data_dir / "aetherd.pid"
+        pid_file.write_text(f"{os.getpid()}\n")
+        stack.callback(lambda: pid_file.unlink(missing_ok=True))
+        log.info("aetherd ready http=%s grpc=%s data=%s", config.http_address,
+                 config.grpc_address, config.data_dir)
+        print(f"aetherd ready http={config.http_address} grpc={config.grpc_address}", flush=True)
+        if ready is not None:
+            ready.set()
+        await stop.wait()
+        log.info("aetherd stopping")
+
+
+def _unlink_stale(path: str) -> None:
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    if p.exists() or p.is_socket():
+        p.unlink()

@@ -1,0 +1,159 @@
+"""The HTTP/JSON shim: aiohttp in front of the same Api objects gRPC serves.
+
+Routing is done here from the raw request target rather than by aiohttp's
+router (see routing.py and urls.py for why), in one middleware that also owns
+authentication and turns every failure into the JSON error shape. No route is
+registered with aiohttp, so nothing can reach a handler around it.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import re
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from aether import pb
+from aether.errors import Unauthenticated
+from aetherd.api import Api
+from aetherd.config import Config
+from aetherd.http import files, streams
+from aetherd.http.call import Call, json_reply
+from aetherd.http.errors import response_for
+from aetherd.http.openapi import OPENAPI_PATH, build_openapi
+from aetherd.http.routes import ROUTES, Route
+from aetherd.http.routing import Router
+from aetherd.http.rpcs import rpc
+from aetherd.http.urls import parse_query, split_target
+
+log = logging.getLogger("aetherd.http")
+
+# Served by the shim itself; not an RPC, so not in the route table.
+OPENAPI_ROUTE = Route("GET", OPENAPI_PATH, "", "", summary="This API's OpenAPI 3.1 document.")
+# The one route a TCP client may call without a token: liveness probes have none.
+PUBLIC_PATH = "/v1/health"
+
+# Upload content types that make POST /v1/sessions an archive upload.
+ARCHIVE_UPLOADS: dict[str, pb.ArchiveFormat] = {
+    "application/x-tar": pb.ArchiveFormat.TAR,
+    "application/gzip": pb.ArchiveFormat.TAR_GZ,
+    "application/x-gzip": pb.ArchiveFormat.TAR_GZ,
+    "application/zip": pb.ArchiveFormat.ZIP,
+    "application/x-zip-compressed": pb.ArchiveFormat.ZIP,
+    "application/octet-stream": pb.ArchiveFormat.UNSPECIFIED,
+}
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+Handler = Callable[[Call], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True)
+class _Shim:
+    api: Api
+    config: Config
+    require_token: bool
+    router: Router
+    openapi_json: str
+
+
+SHIM = web.AppKey("aether_http_shim", _Shim)
+
+
+def make_app(api: Api, config: Config, *, require_token: bool) -> web.Application:
+    if require_token and not config.token:
+        # Fail closed: every request will be refused, which beats serving everyone.
+        log.warning("HTTP listener requires a token but none is configured; "
+                    "every request except GET /v1/health will be refused")
+    app = web.Application(client_max_size=config.max_body_bytes, middlewares=[_serve])
+    app[SHIM] = _Shim(api, config, require_token, Router((*ROUTES, OPENAPI_ROUTE)),
+                      json.dumps(build_openapi()))
+    return app
+
+
+@web.middleware
+async def _serve(request: web.Request, handler: object) -> web.StreamResponse:
+    # `handler` is aiohttp's "no route" handler (no routes are registered):
+    # every request is dispatched here instead.
+    incoming = request.headers.get("X-Request-Id", "")
+    request_id = incoming if _REQUEST_ID.fullmatch(incoming) else secrets.token_hex(8)
+    try:
+        response = await _dispatch(request, request.app[SHIM], request_id)
+    except Exception as exc:  # every failure leaves as the JSON error shape
+        response = response_for(exc, request, request_id)
+    if not response.prepared:  # streamed responses set it themselves
+        response.headers["X-Request-Id"] = request_id
+    return response
+
+
+async def _dispatch(request: web.Request, shim: _Shim, request_id: str) -> web.StreamResponse:
+    raw_path, raw_query = split_target(request.raw_path)
+    public = raw_path == PUBLIC_PATH and request.method in ("GET", "HEAD")
+    if shim.require_token and not public:
+        _authenticate(request, shim.config.token)
+    match = shim.router.resolve(request.method, raw_path)
+    query = parse_query(raw_query)
+    route = match.route
+    if route is OPENAPI_ROUTE:
+        return web.Response(text=shim.openapi_json, content_type="application/json")
+    call = Call(request=request, api=shim.api, config=shim.config, route=route,
+                rpc=rpc(route.service, route.rpc), params=match.params, query=query,
+                request_id=request_id)
+    return await _handler_for(call)(call)
+
+
+def _authenticate(request: web.Request, token: str) -> None:
+    scheme, _, given = request.headers.get("Authorization", "").strip().partition(" ")
+    if scheme.lower() != "bearer" or not given.strip():
+        raise Unauthenticated("a bearer token is required")
+    # Compare bytes: compare_digest refuses non-ASCII str, and a client can send any.
+    if not token or not hmac.compare_digest(given.strip().encode(), token.encode()):
+        raise Unauthenticated("invalid bearer token")
+
+
+def _handler_for(call: Call) -> Handler:
+    route = call.route
+    special = SPECIAL.get((route.service, route.rpc))
+    if special is not None:
+        return special
+    if route.kind == "raw_file":
+        return files.read_file
+    if route.kind == "stream_bytes":
+        return streams.export
+    if route.kind == "sse":
+        return lambda c: streams.follow(c, route.rpc)
+    follow = streams.FOLLOWS.get((route.service, route.rpc))
+    if follow is not None and streams.wants_event_stream(call.request):
+        return lambda c: streams.follow(c, follow)
+    return _unary
+
+
+async def _unary(call: Call) -> web.Response:
+    reply = await call.method()(await call.build())
+    return json_reply(reply, call.route.success_status)
+
+
+async def _create_session(call: Call) -> web.Response:
+    """JSON body, or an archive upload whose content type names the format."""
+    aliases = {"label": "labels", "tag": "tags"}
+    body = None
+    if "Content-Type" in call.request.headers:
+        archive_format = ARCHIVE_UPLOADS.get(call.request.content_type)
+        if archive_format is not None:
+            body = pb.CreateSessionRequest(source=pb.SessionSource(archive=pb.ArchiveSource(
+                data=await call.body(), format=archive_format)))
+    reply = await call.method()(await call.build(body=body, aliases=aliases))
+    return json_reply(reply, call.route.success_status)
+
+
+SPECIAL: dict[tuple[str, str], Handler] = {
+    ("sessions", "create_session"): _create_session,
+    ("files", "write_file"): files.write_file,
+    ("files", "delete_file"): files.delete_file,
+    ("files", "patch_file"): files.patch_file,
+}

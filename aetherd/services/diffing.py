@@ -1,0 +1,121 @@
+"""Tree diffs. Subtrees with equal hashes are skipped, so the work is
+proportional to what changed, not to the size of the trees."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+
+from aetherd import paths
+from aetherd.store.objects import DIR, FILE, SYMLINK, Entry, ObjectStore
+
+ADDED, MODIFIED, DELETED, TYPE_CHANGED = 1, 2, 3, 4  # = pb.ChangeKind
+# Files larger than this are summarised instead of diffed line by line.
+MAX_TEXT_DIFF_BYTES = 8 << 20
+
+
+@dataclass
+class TreeChange:
+    path: str
+    kind: int
+    old: Entry | None
+    new: Entry | None
+
+
+def diff_trees(objects: ObjectStore, a: str, b: str, prefix: str = "") -> list[TreeChange]:
+    out: list[TreeChange] = []
+    _diff(objects, a, b, prefix, out)
+    return out
+
+
+def _expand(objects: ObjectStore, path: str, e: Entry, added: bool, out: list[TreeChange]) -> None:
+    """Every file under an added/deleted directory (empty directories as themselves)."""
+    if e.kind != DIR:
+        out.append(TreeChange(path, ADDED if added else DELETED, None if added else e,
+                              e if added else None))
+        return
+    children = objects.tree(e.hash)
+    if not children:
+        out.append(TreeChange(path, ADDED if added else DELETED, None if added else e,
+                              e if added else None))
+    for name in sorted(children):
+        _expand(objects, paths.join(path, name), children[name], added, out)
+
+
+def _diff(objects: ObjectStore, a: str, b: str, prefix: str, out: list[TreeChange]) -> None:
+    if a == b:
+        return
+    ta, tb = objects.tree(a), objects.tree(b)
+    for name in sorted(ta.keys() | tb.keys()):
+        ea, eb = ta.get(name), tb.get(name)
+        path = paths.join(prefix, name)
+        if ea is None:
+            _expand(objects, path, eb, True, out)
+        elif eb is None:
+            _expand(objects, path, ea, False, out)
+        elif ea.kind == DIR and eb.kind == DIR:
+            _diff(objects, ea.hash, eb.hash, path, out)
+        elif ea.kind != eb.kind:
+            if ea.kind == DIR:
+                _expand(objects, path, ea, False, out)
+                out.append(TreeChange(path, ADDED, None, eb))
+            elif eb.kind == DIR:
+                out.append(TreeChange(path, DELETED, ea, None))
+                _expand(objects, path, eb, True, out)
+            else:
+                out.append(TreeChange(path, TYPE_CHANGED, ea, eb))
+        elif not ea.content_equal(eb):
+            out.append(TreeChange(path, MODIFIED, ea, eb))
+
+
+def is_binary(data: bytes) -> bool:
+    if b"\0" in data[:8192]:
+        return True
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return True
+    return False
+
+
+def _content(objects: ObjectStore, e: Entry | None) -> bytes | None:
+    if e is None:
+        return b""
+    if e.kind == SYMLINK:
+        return e.target.encode()
+    if e.kind == FILE:
+        if e.size > MAX_TEXT_DIFF_BYTES:
+            return None
+        return objects.read(e.hash)
+    return b""
+
+
+def unified(objects: ObjectStore, ch: TreeChange, context: int) -> tuple[str, bool, int, int]:
+    """(git-style unified text, binary?, lines added, lines deleted)."""
+    a_name = "/dev/null" if ch.old is None else f"a/{ch.path}"
+    b_name = "/dev/null" if ch.new is None else f"b/{ch.path}"
+    header = f"diff --aether a/{ch.path} b/{ch.path}\n"
+    if ch.old is not None and ch.new is not None and ch.old.mode != ch.new.mode:
+        header += f"old mode {ch.old.mode:o}\nnew mode {ch.new.mode:o}\n"
+    if ch.old is None and ch.new is not None:
+        header += f"new file mode {ch.new.mode:o}\n"
+    if ch.new is None and ch.old is not None:
+        header += f"deleted file mode {ch.old.mode:o}\n"
+    old, new = _content(objects, ch.old), _content(objects, ch.new)
+    if old is None or new is None or is_binary(old) or is_binary(new):
+        if ch.old is not None and ch.new is not None and ch.old.hash == ch.new.hash:
+            return header, False, 0, 0
+        return header + f"Binary files {a_name} and {b_name} differ\n", True, 0, 0
+    a_lines = old.decode().splitlines(keepends=True)
+    b_lines = new.decode().splitlines(keepends=True)
+    body = []
+    added = deleted = 0
+    for line in difflib.unified_diff(a_lines, b_lines, a_name, b_name, n=context):
+        if not line.endswith("\n"):
+            line += "\n\\ No newline at end of file\n"
+        if line.startswith("+") and not line.startswith("+++"):
+            added += 1
+        elif line.startswith("-") and not line.startswith("---"):
+            deleted += 1
+        body.append(line)
+    return header + "".join(body), False, added, deleted

@@ -1,0 +1,332 @@
+"""Filesystem operations on a session's working state (or, for reads, any state).
+
+Writes store content first, outside the metadata transaction, then take the
+write lock only to check preconditions (If-Match, kinds) and update the
+overlay. Conditional writes are therefore atomic: the hash is re-checked under
+the lock.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import whatthepatch
+
+from aether.errors import AlreadyExists, Conflict, FailedPrecondition, InvalidArgument, NotFound
+from aetherd import paths
+from aetherd.services.state import SessionRecord, Store
+from aetherd.store.objects import (
+    DIR,
+    EMPTY_CONTENT_HASH,
+    EMPTY_TREE,
+    FILE,
+    SYMLINK,
+    Entry,
+    FileRecord,
+    file_entry,
+    symlink_entry,
+)
+from aetherd.store.workspace import Workspace, walk
+
+MAX_PAGE = 10_000
+MAX_SYMLINK_TARGET = 4096
+
+
+class Files:
+    def __init__(self, store: Store, sessions) -> None:
+        self.store = store
+        self.db = store.db
+        self.objects = store.objects
+        self.sessions = sessions
+
+    # ---- views
+    def view(self, session_id: str, at: str) -> tuple[SessionRecord, Workspace, bool]:
+        """(session, a workspace over the chosen state, whether it is a fixed tree)."""
+        rec = self.store.session(session_id)
+        root = self.store.resolve_state(rec, at)
+        if root is None:
+            return rec, self.store.workspace(rec), False
+        return rec, Workspace(self.objects, "", root), True
+
+    def _existing(self, ws: Workspace, path: str) -> Entry:
+        e = ws.lookup(path)
+        if e is None:
+            raise NotFound(f"no such file or directory: {path!r}", path=path)
+        return e
+
+    def _hide_stale_dir_hash(self, ws: Workspace, fixed: bool, e: Entry) -> Entry:
+        # A directory's tree hash is only meaningful once the overlay is folded.
+        if e.kind == DIR and not fixed and not ws.is_clean():
+            return dataclasses.replace(e, hash="", size=0, files=0)
+        return e
+
+    # ---- reads
+    def stat(self, session_id: str, path: str, at: str = "") -> tuple[Entry, FileRecord | None]:
+        path = paths.normalize(path)
+        _, ws, fixed = self.view(session_id, at)
+        e = self._existing(ws, path)
+        rec = self.objects.file(e.hash) if e.kind == FILE else None
+        return self._hide_stale_dir_hash(ws, fixed, e), rec
+
+    def read(self, session_id: str, path: str, offset: int, length: int,
+             at: str = "") -> tuple[bytes, str, int]:
+        path = paths.normalize(path, allow_root=False)
+        _, ws, _ = self.view(session_id, at)
+        e = self._existing(ws, path)
+        if e.kind == DIR:
+            raise FailedPrecondition(f"is a directory: {path!r}", path=path)
+        if e.kind == SYMLINK:
+            data = e.target.encode()
+            return data[offset : offset + length if length else None], "", len(data)
+        data = self.objects.read(e.hash, offset, length or None)
+        return data, e.hash, e.size
+
+    def list_tree(self, session_id: str, path: str, depth: int, at: str, page_size: int,
+                  page_token: str) -> tuple[list[tuple[str, Entry]], str]:
+        path = paths.normalize(path)
+        limit = min(page_size or 1000, MAX_PAGE)
+        rec, ws, fixed = self.view(session_id, at)
+        if depth == 1:
+            children = ws.listdir(path)
+            names = sorted(n for n in children if n > page_token)
+            out = [(paths.join(path, n), self._hide_stale_dir_hash(ws, fixed, children[n]))
+                   for n in names[:limit]]
+            return out, (names[limit - 1] if len(names) > limit else "")
+        # Deeper listings walk trees: fold the working state first.
+        if not fixed:
+            ws = Workspace(self.objects, "", self.sessions.fold(rec))
+        top = self._existing(ws, path)
+        if top.kind != DIR:
+            raise FailedPrecondition(f"not a directory: {path!r}", path=path)
+        tree = top.hash
+        after = tuple(page_token.split("/")) if page_token else ()
+        out = []
+        for p, e in walk(self.objects, tree, path, depth=depth, after=after):
+            out.append((p, e))
+            if len(out) > limit:
+                break
+        more = len(out) > limit
+        out = out[:limit]
+        return out, (out[-1][0] if more else "")
+
+    def manifest(self, session_id: str, at: str, page_size: int,
+                 page_token: str) -> tuple[list[tuple[str, Entry]], str, str]:
+        rec = self.store.session(session_id)
+        root = self.store.resolve_state(rec, at) or self.sessions.fold(rec)
+        limit = min(page_size or 1000, MAX_PAGE)
+        after = tuple(page_token.split("/")) if page_token else ()
+        out = []
+        for p, e in walk(self.objects, root, "", after=after):
+            out.append((p, e))
+            if len(out) > limit:
+                break
+        more = len(out) > limit
+        out = out[:limit]
+        return out, root, (out[-1][0] if more else "")
+
+    # ---- writes
+    def _ensure_parent(self, ws: Workspace, path: str, create: bool) -> None:
+        parent = paths.parent_of(path)
+        e = ws.lookup(parent)
+        if e is not None:
+            if e.kind != DIR:
+                raise FailedPrecondition(f"not a directory: {parent!r}", path=parent)
+            return
+        if not create:
+            raise NotFound(f"parent directory does not exist: {parent!r}", path=parent)
+        self._mkdirs(ws, parent)
+
+    def _mkdirs(self, ws: Workspace, path: str) -> None:
+        now = time.time_ns()
+        for p in [*paths.ancestors(path), path]:
+            e = ws.lookup(p)
+            if e is None:
+                ws.put(p, Entry(DIR, 0o755, 0, EMPTY_TREE, "", now, 0))
+            elif e.kind != DIR:
+                raise FailedPrecondition(f"not a directory: {p!r}", path=p)
+
+    @staticmethod
+    def _check_match(path: str, current: Entry | None, if_match: str) -> None:
+        if not if_match:
+            return
+        if if_match == "!":
+            if current is not None:
+                raise Conflict(f"{path!r} already exists", path=path)
+            return
+        if current is None:
+            raise Conflict(f"{path!r} does not exist (If-Match {if_match})", path=path)
+        if if_match != "*" and current.hash != if_match:
+            raise Conflict(
+                f"{path!r} changed: its hash is {current.hash}, not {if_match}",
+                path=path, current_hash=current.hash,
+            )
+
+    def write(self, session_id: str, path: str, data: bytes, *, if_match: str = "",
+              mode: int = 0, create_parents: bool = True, at_offset: bool = False,
+              offset: int = 0) -> tuple[str, Entry]:
+        path = paths.normalize(path, allow_root=False)
+        if mode & ~0o7777:
+            raise InvalidArgument(f"bad mode {oct(mode)}")
+        for _ in range(8):
+            expect: str | None = None
+            if at_offset:
+                rec, ws = self.store.writable(session_id)
+                cur = ws.lookup(path)
+                if cur is not None and cur.kind != FILE:
+                    raise FailedPrecondition(f"not a regular file: {path!r}", path=path)
+                base_hash = cur.hash if cur else EMPTY_CONTENT_HASH
+                content = self.objects.write_range(base_hash, offset, data)
+                expect = cur.hash if cur else ""
+            else:
+                self.store.writable(session_id)  # fail fast before storing content
+                content = self.objects.put_content(data)
+            with self.db.write():
+                rec, ws = self.store.writable(session_id)
+                cur = ws.lookup(path)
+                if cur is not None and cur.kind == DIR:
+                    raise FailedPrecondition(f"is a directory: {path!r}", path=path)
+                self._check_match(path, cur, if_match)
+                if expect is not None and (cur.hash if cur else "") != expect:
+                    continue  # a concurrent writer changed the file under our range write
+                self._ensure_parent(ws, path, create_parents)
+                new_mode = mode or (cur.mode if cur is not None and cur.kind == FILE else 0o644)
+                entry = file_entry(content.hash, content.size, new_mode)
+                ws.put(path, entry)
+                self.store.touch(session_id)
+            return path, entry
+        raise Conflict(f"{path!r} kept changing during a range write; retry", path=path)
+
+    def delete(self, session_id: str, path: str, if_match: str = "") -> tuple[str, Entry]:
+        path = paths.normalize(path, allow_root=False)
+        with self.db.write():
+            _, ws = self.store.writable(session_id)
+            cur = self._existing(ws, path)
+            if cur.kind == DIR:
+                raise FailedPrecondition(f"is a directory (use rmdir): {path!r}", path=path)
+            self._check_match(path, cur, if_match)
+            ws.remove(path)
+            self.store.touch(session_id)
+        return path, cur
+
+    def mkdir(self, session_id: str, path: str, parents: bool, mode: int) -> tuple[str, Entry]:
+        path = paths.normalize(path, allow_root=False)
+        with self.db.write():
+            _, ws = self.store.writable(session_id)
+            cur = ws.lookup(path)
+            if cur is not None:
+                if cur.kind == DIR and parents:
+                    return path, cur
+                raise AlreadyExists(f"{path!r} already exists", path=path)
+            self._ensure_parent(ws, path, parents)
+            entry = Entry(DIR, mode or 0o755, 0, EMPTY_TREE, "", time.time_ns(), 0)
+            ws.put(path, entry)
+            self.store.touch(session_id)
+        return path, entry
+
+    def rmdir(self, session_id: str, path: str, recursive: bool) -> tuple[str, Entry]:
+        path = paths.normalize(path, allow_root=False)
+        with self.db.write():
+            _, ws = self.store.writable(session_id)
+            cur = self._existing(ws, path)
+            if cur.kind != DIR:
+                raise FailedPrecondition(f"not a directory: {path!r}", path=path)
+            if not recursive and ws.listdir(path):
+                raise FailedPrecondition(f"directory not empty: {path!r}", path=path)
+            ws.remove(path)
+            self.store.touch(session_id)
+        return path, cur
+
+    def symlink(self, session_id: str, path: str, target: str) -> tuple[str, Entry]:
+        path = paths.normalize(path, allow_root=False)
+        if not target or "\x00" in target or len(target.encode()) > MAX_SYMLINK_TARGET:
+            raise InvalidArgument("symlink target must be 1..4096 bytes without NUL")
+        with self.db.write():
+            _, ws = self.store.writable(session_id)
+            if ws.lookup(path) is not None:
+                raise AlreadyExists(f"{path!r} already exists", path=path)
+            self._ensure_parent(ws, path, False)
+            entry = symlink_entry(target)
+            ws.put(path, entry)
+            self.store.touch(session_id)
+        return path, entry
+
+    def _place(self, ws: Workspace, src: str | None, dst: str, entry: Entry,
+               overwrite: bool) -> None:
+        """Put `entry` at dst; src is the live path it comes from (None: another state)."""
+        if src is not None and entry.kind == DIR and paths.is_under(dst, src):
+            raise InvalidArgument(f"cannot move or copy {src!r} into itself ({dst!r})")
+        cur = ws.lookup(dst)
+        if cur is not None:
+            if cur.kind == DIR:
+                raise FailedPrecondition(f"destination is a directory: {dst!r}", path=dst)
+            if not overwrite:
+                raise AlreadyExists(f"{dst!r} already exists (set overwrite)", path=dst)
+        self._ensure_parent(ws, dst, False)
+        if cur is not None:
+            ws.remove(dst)
+        ws.put(dst, dataclasses.replace(entry, mtime_ns=entry.mtime_ns or time.time_ns()))
+
+    def rename(self, session_id: str, src: str, dst: str, overwrite: bool) -> tuple[str, Entry]:
+        src = paths.normalize(src, allow_root=False)
+        dst = paths.normalize(dst, allow_root=False)
+        if src == dst:
+            raise InvalidArgument("source and destination are the same path")
+        with self.db.write():
+            _, ws = self.store.writable(session_id)
+            entry = self._existing(ws, src)
+            if entry.kind == DIR:
+                batch = self.objects.batch()
+                entry = ws.materialize(src, batch)
+                batch.commit()
+            self._place(ws, src, dst, entry, overwrite)
+            ws.remove(src)
+            self.store.touch(session_id)
+        return dst, entry
+
+    def copy(self, session_id: str, src: str, dst: str, overwrite: bool,
+             at: str = "") -> tuple[str, Entry]:
+        src = paths.normalize(src, allow_root=at != "")
+        dst = paths.normalize(dst, allow_root=False)
+        _, view, fixed = self.view(session_id, at)
+        with self.db.write():
+            _, ws = self.store.writable(session_id)
+            source_ws = view if fixed else ws
+            entry = self._existing(source_ws, src)
+            if entry.kind == DIR and not fixed:
+                batch = self.objects.batch()
+                entry = ws.materialize(src, batch)
+                batch.commit()
+            if not fixed and src == dst:
+                raise InvalidArgument("source and destination are the same path")
+            self._place(ws, None if fixed else src, dst, entry, overwrite)
+            self.store.touch(session_id)
+        return dst, entry
+
+    def patch(self, session_id: str, path: str, diff_text: str,
+              if_match: str = "") -> tuple[str, Entry]:
+        path = paths.normalize(path, allow_root=False)
+        _, ws = self.store.writable(session_id)
+        cur = self._existing(ws, path)
+        if cur.kind != FILE:
+            raise FailedPrecondition(f"not a regular file: {path!r}", path=path)
+        self._check_match(path, cur, if_match)
+        try:
+            text = self.objects.read(cur.hash).decode("utf-8")
+        except UnicodeDecodeError:
+            raise FailedPrecondition(f"{path!r} is not UTF-8 text; cannot patch") from None
+        diffs = list(whatthepatch.parse_patch(diff_text))
+        if len(diffs) != 1 or diffs[0].changes is None:
+            raise InvalidArgument("expected a unified diff for exactly one file")
+        lines = text.splitlines()
+        try:
+            new_lines = whatthepatch.apply_diff(diffs[0], lines)
+        except whatthepatch.exceptions.HunkApplyException as e:
+            raise Conflict(f"patch does not apply to {path!r}: {e}", path=path) from None
+        new_text = "\n".join(new_lines)
+        if text.endswith("\n") or not text:
+            new_text += "\n"
+        # Conditional on the content we patched, so a concurrent write is not lost.
+        return self.write(session_id, path, new_text.encode(), if_match=cur.hash)
+
+

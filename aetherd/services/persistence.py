@@ -1,0 +1,338 @@
+"""Checkpoints, commits, diffs, export and import.
+
+Checkpoints and commits fold the working state and record its root tree:
+O(changed paths). Restore lives in Sessions (it changes the working state).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+import time
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from aether import pb
+from aether.errors import FailedPrecondition, InvalidArgument, NotFound
+from aetherd import paths
+from aetherd.ids import check_id, new_id
+from aetherd.services import diffing, ingest
+from aetherd.services.sessions import Sessions
+from aetherd.services.state import Store
+from aetherd.store.objects import DIR, FILE, SYMLINK, Entry
+from aetherd.store.workspace import Workspace, walk
+
+_CKP_COLS = "id, session_id, root, message, labels, created_ns"
+
+
+@dataclass
+class CheckpointRecord:
+    id: str
+    session_id: str
+    root: str
+    message: str
+    labels: dict[str, str]
+    created_ns: int
+    file_count: int = 0
+    total_bytes: int = 0
+
+
+@dataclass
+class CommitRecord:
+    id: str
+    root: str
+    session_id: str
+    parent_id: str
+    message: str
+    author: str
+    approvals: list[str]
+    created_ns: int
+    file_count: int = 0
+    total_bytes: int = 0
+
+
+class Persistence:
+    def __init__(self, store: Store, sessions: Sessions) -> None:
+        self.store = store
+        self.db = store.db
+        self.objects = store.objects
+        self.sessions = sessions
+
+    # ---- checkpoints
+    def _ckp(self, row: tuple) -> CheckpointRecord:
+        rec = CheckpointRecord(row[0], row[1], row[2], row[3], json.loads(row[4]), row[5])
+        rec.file_count, rec.total_bytes = self.objects.tree_stats(rec.root)
+        return rec
+
+    def create_checkpoint(self, session_id: str, message: str,
+                          labels: dict[str, str]) -> CheckpointRecord:
+        rec = self.store.session(session_id)
+        cid = new_id("ckp")
+        with self.db.write():
+            rec = self.store.session(session_id)
+            root = self.store.workspace(rec).fold()
+            self.db.execute(
+                f"INSERT INTO checkpoints({_CKP_COLS}) VALUES (?,?,?,?,?,?)",
+                (cid, session_id, root, message, json.dumps(labels), time.time_ns()),
+            )
+        return self.get_checkpoint(session_id, cid)
+
+    def get_checkpoint(self, session_id: str, checkpoint_id: str) -> CheckpointRecord:
+        self.store.session(session_id)
+        check_id(checkpoint_id, "ckp", "checkpoint")
+        row = self.db.one(
+            f"SELECT {_CKP_COLS} FROM checkpoints WHERE id=? AND session_id=?",
+            (checkpoint_id, session_id),
+        )
+        if row is None:
+            raise NotFound(f"no checkpoint {checkpoint_id!r} in session {session_id}")
+        return self._ckp(row)
+
+    def list_checkpoints(self, session_id: str, page_size: int,
+                         page_token: str) -> tuple[list[CheckpointRecord], str]:
+        self.store.session(session_id)
+        limit = min(page_size or 100, 1000)
+        rows = self.db.query(
+            f"SELECT {_CKP_COLS} FROM checkpoints WHERE session_id=? AND (?='' OR id<?) "
+            "ORDER BY id DESC LIMIT ?",
+            (session_id, page_token, page_token, limit + 1),
+        )
+        out = [self._ckp(r) for r in rows[:limit]]
+        return out, (out[-1].id if len(rows) > limit else "")
+
+    def delete_checkpoint(self, session_id: str, checkpoint_id: str) -> CheckpointRecord:
+        rec = self.get_checkpoint(session_id, checkpoint_id)
+        with self.db.write():
+            self.db.execute("DELETE FROM checkpoints WHERE id=?", (checkpoint_id,))
+        return rec
+
+    # ---- commits
+    def _cmt(self, row: tuple) -> CommitRecord:
+        rec = CommitRecord(row[0], row[1], row[2], row[3], row[4], row[5], json.loads(row[6]),
+                           row[7])
+        rec.file_count, rec.total_bytes = self.objects.tree_stats(rec.root)
+        return rec
+
+    def create_commit(self, session_id: str, message: str, author: str) -> CommitRecord:
+        if not message.strip():
+            raise InvalidArgument("a commit needs a message")
+        cid = new_id("cmt")
+        with self.db.write():
+            rec, ws = self.store.writable(session_id)
+            if rec.policy.get("commitRequiresApproval"):
+                # Approvals arrive with the review surface; until then the
+                # policy can only refuse, never silently pass.
+                raise FailedPrecondition(
+                    "policy commit_requires_approval: no approval of the current state",
+                    session_id=session_id,
+                )
+            root = ws.fold()
+            prev = self.db.one(
+                "SELECT id FROM commits WHERE session_id=? ORDER BY id DESC LIMIT 1", (session_id,)
+            )
+            parent = prev[0] if prev else (rec.source_ref if rec.source_kind == "commit" else "")
+            self.db.execute(
+                "INSERT INTO commits(id, root, session_id, parent_id, message, author, approvals, "
+                "created_ns) VALUES (?,?,?,?,?,?,?,?)",
+                (cid, root, session_id, parent, message, author or rec.owner, "[]", time.time_ns()),
+            )
+        return self.get_commit(cid)
+
+    def get_commit(self, commit_id: str) -> CommitRecord:
+        return self._cmt(self.store.commit_row(commit_id))
+
+    def list_commits(self, session_id: str, page_size: int,
+                     page_token: str) -> tuple[list[CommitRecord], str]:
+        self.store.session(session_id)
+        limit = min(page_size or 100, 1000)
+        rows = self.db.query(
+            "SELECT id, root, session_id, parent_id, message, author, approvals, created_ns "
+            "FROM commits WHERE session_id=? AND (?='' OR id<?) ORDER BY id DESC LIMIT ?",
+            (session_id, page_token, page_token, limit + 1),
+        )
+        out = [self._cmt(r) for r in rows[:limit]]
+        return out, (out[-1].id if len(rows) > limit else "")
+
+    # ---- diff
+    def _root(self, session_id: str, at: str) -> str:
+        rec = self.store.session(session_id)
+        return self.store.resolve_state(rec, at) or self.sessions.fold(rec)
+
+    def changes(self, session_id: str, since: str) -> tuple[list[diffing.TreeChange], str, str]:
+        a = self._root(session_id, since or "base")
+        b = self._root(session_id, "")
+        return diffing.diff_trees(self.objects, a, b), a, b
+
+    def diff(self, session_id: str, frm: str, to: str, context: int, only: list[str],
+             name_only: bool) -> tuple[str, str, list[tuple[diffing.TreeChange, str, bool, int, int]]]:
+        a = self._root(session_id, frm or "base")
+        b = self._root(session_id, to)
+        prefixes = [paths.normalize(p) for p in only]
+        out = []
+        for ch in diffing.diff_trees(self.objects, a, b):
+            if prefixes and not any(paths.is_under(ch.path, p) for p in prefixes):
+                continue
+            if name_only:
+                out.append((ch, "", False, 0, 0))
+            else:
+                out.append((ch, *diffing.unified(self.objects, ch, context)))
+        return a, b, out
+
+    # ---- export / import
+    def export(self, session_id: str, fmt: int, at: str, path: str) -> Iterator[bytes]:
+        root = self._root(session_id, at)
+        top = paths.normalize(path)
+        if top:
+            e = Workspace(self.objects, "", root).lookup(top)
+            if e is None or e.kind != DIR:
+                raise NotFound(f"no directory {top!r} to export")
+            root = e.hash
+        fmt = fmt or pb.ArchiveFormat.TAR
+        if fmt == pb.ArchiveFormat.ZIP:
+            return self._zip(root)
+        return self._tar(root, "w|gz" if fmt == pb.ArchiveFormat.TAR_GZ else "w|")
+
+    def _tar(self, root: str, mode: str) -> Iterator[bytes]:
+        sink = _Sink()
+        with tarfile.open(fileobj=sink, mode=mode, format=tarfile.PAX_FORMAT) as tar:
+            for p, e in walk(self.objects, root):
+                info = tarfile.TarInfo(p)
+                info.mode = e.mode
+                info.mtime = e.mtime_ns / 1e9
+                if e.kind == DIR:
+                    info.type = tarfile.DIRTYPE
+                    tar.addfile(info)
+                elif e.kind == SYMLINK:
+                    info.type, info.linkname = tarfile.SYMTYPE, e.target
+                    tar.addfile(info)
+                else:
+                    info.size = e.size
+                    tar.addfile(info, _Reader(self.objects, e))
+                yield from sink.drain()
+        yield from sink.drain()
+
+    def _zip(self, root: str) -> Iterator[bytes]:
+        sink = _Sink()
+        with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            for p, e in walk(self.objects, root):
+                ts = time.gmtime(max(e.mtime_ns / 1e9, 315532800))[:6]
+                if e.kind == DIR:
+                    info = zipfile.ZipInfo(p + "/", ts)
+                    info.external_attr = (0o40000 | e.mode) << 16
+                    zf.writestr(info, b"")
+                elif e.kind == SYMLINK:
+                    info = zipfile.ZipInfo(p, ts)
+                    info.external_attr = (0o120000 | 0o777) << 16
+                    zf.writestr(info, e.target.encode())
+                else:
+                    info = zipfile.ZipInfo(p, ts)
+                    info.external_attr = (0o100000 | e.mode) << 16
+                    info.compress_type = zipfile.ZIP_DEFLATED
+                    with zf.open(info, "w", force_zip64=e.size > (1 << 31)) as out:
+                        for piece in self.objects.iter_range(
+                            self.objects.file(e.hash), 0, e.size
+                        ) if e.size else ():
+                            out.write(piece)
+                            yield from sink.drain()
+                yield from sink.drain()
+        yield from sink.drain()
+
+    def import_archive(self, session_id: str, path: str, fmt: int,
+                       data: bytes) -> pb.ImportResponse:
+        top = paths.normalize(path)
+        self.store.writable(session_id)
+        batch = self.objects.batch()
+        builder = ingest.TreeBuilder(batch, trusted=False)
+        ingest.ingest_archive(builder, io.BytesIO(data), fmt)
+        tree = builder.finish()
+        batch.commit()
+        with self.db.write():
+            _, ws = self.store.writable(session_id)
+            existing = ws.lookup(top)
+            if existing is not None and existing.kind != DIR:
+                raise FailedPrecondition(f"not a directory: {top!r}", path=top)
+            if existing is None:
+                parent = ws.lookup(paths.parent_of(top))
+                if parent is None or parent.kind != DIR:
+                    raise NotFound(f"parent directory of {top!r} does not exist")
+            self._merge_into(ws, top, tree)
+            self.store.touch(session_id)
+            root = ws.fold()
+        resp = builder.summary()
+        resp.root_hash = root
+        return resp
+
+    def _merge_into(self, ws: Workspace, top: str, tree: Entry) -> None:
+        """Overlay the imported tree onto `top`: archive entries win, others stay."""
+        def rec(prefix: str, t: str) -> None:
+            for name, e in self.objects.tree(t).items():
+                p = paths.join(prefix, name)
+                cur = ws.lookup(p)
+                if e.kind == DIR:
+                    if cur is None or cur.kind != DIR:
+                        if cur is not None:
+                            ws.remove(p)
+                        ws.put(p, e)  # a whole new directory: one row
+                    else:
+                        rec(p, e.hash)
+                else:
+                    if cur is not None and cur.kind == DIR:
+                        ws.remove(p)
+                    ws.put(p, e)
+
+        if ws.lookup(top) is None:
+            ws.put(top, tree)
+        else:
+            rec(top, tree.hash)
+
+
+class _Sink(io.RawIOBase):
+    """A write-only stream that hands out what was written so far."""
+
+    def __init__(self) -> None:
+        self.buf = bytearray()
+        self.pos = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b) -> int:  # type: ignore[override]
+        self.buf += b
+        self.pos += len(b)
+        return len(b)
+
+    def tell(self) -> int:
+        return self.pos
+
+    def drain(self) -> Iterator[bytes]:
+        if self.buf:
+            out = bytes(self.buf)
+            self.buf.clear()
+            yield out
+
+
+class _Reader(io.RawIOBase):
+    """File content as a readable stream, chunk by chunk (for tarfile.addfile)."""
+
+    def __init__(self, objects, e: Entry) -> None:
+        self._it = objects.iter_range(objects.file(e.hash), 0, e.size) if e.size else iter(())
+        self._buf = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:  # type: ignore[override]
+        while not self._buf:
+            try:
+                self._buf = next(self._it)
+            except StopIteration:
+                return 0
+        n = min(len(b), len(self._buf))
+        b[:n] = self._buf[:n]
+        self._buf = self._buf[n:]
+        return n
+
+
+__all__ = ["Persistence", "CheckpointRecord", "CommitRecord", "FILE"]

@@ -1,0 +1,103 @@
+"""A thin apsw wrapper: one connection per thread, WAL, explicit transactions.
+
+The daemon runs store work on a small thread pool (SQLite calls would stall the
+event loop), so every thread gets its own connection. WAL lets readers run
+next to the single writer; writers take the lock up front (BEGIN IMMEDIATE) so
+two of them never deadlock upgrading from a read lock.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import apsw
+
+BUSY_TIMEOUT_MS = 30_000
+
+
+class Database:
+    def __init__(self, path: Path, schema: str, *, synchronous: str = "FULL") -> None:
+        self.path = path
+        self._synchronous = synchronous
+        self._local = threading.local()
+        self._all: list[apsw.Connection] = []
+        self._lock = threading.Lock()
+        conn = self.connection()
+        conn.execute(schema)
+
+    def connection(self) -> apsw.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = apsw.Connection(str(self.path))
+            conn.setbusytimeout(BUSY_TIMEOUT_MS)
+            conn.execute("PRAGMA journal_mode=WAL")
+            # FULL: a commit is fsynced before it is acknowledged, so an
+            # acknowledged write survives a crash of the daemon or the host.
+            conn.execute(f"PRAGMA synchronous={self._synchronous}")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA cache_size=-65536")
+            self._local.conn = conn
+            with self._lock:
+                self._all.append(conn)
+        return conn
+
+    @contextmanager
+    def write(self) -> Iterator[apsw.Connection]:
+        """A write transaction; nested use joins the outer one."""
+        conn = self.connection()
+        if not conn.getautocommit():
+            with conn:  # savepoint inside the running transaction
+                yield conn
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    @contextmanager
+    def read(self) -> Iterator[apsw.Connection]:
+        """A consistent snapshot for several reads (joins a running transaction)."""
+        conn = self.connection()
+        if not conn.getautocommit():
+            yield conn
+            return
+        conn.execute("BEGIN")
+        try:
+            yield conn
+        finally:
+            conn.execute("COMMIT")
+
+    def query(self, sql: str, params: Any = ()) -> list[tuple]:
+        return list(self.connection().execute(sql, params))
+
+    def one(self, sql: str, params: Any = ()) -> tuple | None:
+        for row in self.connection().execute(sql, params):
+            return row
+        return None
+
+    def execute(self, sql: str, params: Any = ()) -> None:
+        self.connection().execute(sql, params)
+
+    def executemany(self, sql: str, rows: Any) -> None:
+        self.connection().executemany(sql, rows)
+
+    def run(self, fn: Callable[[apsw.Connection], Any]) -> Any:
+        with self.write() as conn:
+            return fn(conn)
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._all:
+                try:
+                    conn.close()
+                except apsw.Error:
+                    pass
+            self._all.clear()
+        self._local = threading.local()

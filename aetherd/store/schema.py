@@ -1,0 +1,100 @@
+"""The metadata schema (meta.db). One place, a comment per table and column.
+
+Times are integer nanoseconds since the epoch (UTC). Hashes are lowercase hex
+BLAKE3 digests. JSON columns hold small documents (labels, policy) that are
+read and written whole.
+"""
+
+META_SCHEMA = """
+-- Immutable directory objects (Merkle trees). Never updated, only inserted
+-- (idempotently) and removed by gc when nothing references them.
+CREATE TABLE IF NOT EXISTS trees (
+    hash        TEXT PRIMARY KEY,   -- BLAKE3 of `data`
+    data        BLOB NOT NULL,      -- canonical encoding, see objects.encode_tree
+    files       INTEGER NOT NULL,   -- files+symlinks in the whole subtree
+    bytes       INTEGER NOT NULL,   -- bytes of file content in the whole subtree
+    created_ns  INTEGER NOT NULL    -- gc only frees objects older than its mark
+) WITHOUT ROWID;
+
+-- File content objects: the extent list that rebuilds a file from chunks in
+-- the blob store. Keyed by the BLAKE3 of the whole content (the ETag).
+CREATE TABLE IF NOT EXISTS files (
+    hash        TEXT PRIMARY KEY,
+    size        INTEGER NOT NULL,
+    extents     BLOB NOT NULL,      -- 32-byte chunk digests back to back, CHUNK_SIZE apart
+    created_ns  INTEGER NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS sessions (
+    id          TEXT PRIMARY KEY,   -- ses_<sortable id>
+    name        TEXT NOT NULL DEFAULT '',
+    state       INTEGER NOT NULL,   -- pb.SessionState value
+    labels      TEXT NOT NULL DEFAULT '{}',
+    tags        TEXT NOT NULL DEFAULT '[]',
+    metadata    TEXT NOT NULL DEFAULT '{}',
+    owner       TEXT NOT NULL DEFAULT '',
+    policy      TEXT NOT NULL DEFAULT '{}',
+    source_kind TEXT NOT NULL,
+    source_ref  TEXT NOT NULL DEFAULT '',
+    parent_id   TEXT NOT NULL DEFAULT '',
+    base_root   TEXT NOT NULL,      -- the tree the session was created from
+    fold_root   TEXT NOT NULL,      -- the tree the overlay applies to
+    created_ns  INTEGER NOT NULL,
+    updated_ns  INTEGER NOT NULL,
+    archived_ns INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+
+-- The working state of a session is fold_root plus these rows: what changed
+-- since the last fold. A row shadows the path it names:
+--   kind 0 whiteout (deleted), 1 file, 2 directory, 3 symlink.
+-- A directory row with a `hash` replaces the directory's base content by that
+-- tree (a fresh, renamed or copied directory); without one it only carries
+-- attributes and the base content below it stays visible.
+CREATE TABLE IF NOT EXISTS overlay (
+    session_id  TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+    path        TEXT NOT NULL,      -- normalised, no leading slash
+    parent      TEXT NOT NULL,      -- path of the parent directory ('' = root)
+    kind        INTEGER NOT NULL,
+    mode        INTEGER NOT NULL DEFAULT 0,
+    size        INTEGER NOT NULL DEFAULT 0,
+    hash        TEXT NOT NULL DEFAULT '',   -- file content hash or directory tree hash
+    target      TEXT NOT NULL DEFAULT '',   -- symlink target
+    mtime_ns    INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (session_id, path)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS overlay_by_parent ON overlay(session_id, parent);
+
+CREATE TABLE IF NOT EXISTS checkpoints (
+    id          TEXT PRIMARY KEY,   -- ckp_<sortable id>
+    session_id  TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+    root        TEXT NOT NULL,
+    message     TEXT NOT NULL DEFAULT '',
+    labels      TEXT NOT NULL DEFAULT '{}',
+    created_ns  INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS checkpoints_by_session ON checkpoints(session_id, id);
+
+-- Commits are global and outlive their session (no foreign key on purpose).
+CREATE TABLE IF NOT EXISTS commits (
+    id          TEXT PRIMARY KEY,   -- cmt_<sortable id>
+    session_id  TEXT NOT NULL,
+    root        TEXT NOT NULL,
+    parent_id   TEXT NOT NULL DEFAULT '',   -- previous commit of the same session line
+    message     TEXT NOT NULL DEFAULT '',
+    author      TEXT NOT NULL DEFAULT '',
+    approvals   TEXT NOT NULL DEFAULT '[]',
+    created_ns  INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS commits_by_session ON commits(session_id, id);
+"""
+
+BLOB_SCHEMA = """
+-- Content-addressed chunks, shared by every session (dedup).
+CREATE TABLE IF NOT EXISTS chunks (
+    hash        TEXT PRIMARY KEY,   -- BLAKE3 of the uncompressed bytes
+    size        INTEGER NOT NULL,   -- uncompressed length
+    codec       INTEGER NOT NULL,   -- 0 raw, 1 zstd
+    data        BLOB NOT NULL,
+    created_ns  INTEGER NOT NULL
+);
+"""
