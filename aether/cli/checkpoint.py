@@ -27,10 +27,10 @@ CHECKPOINT_FIELDS = [
 CHECKPOINT_COLUMNS = [
     fmt.Column("ID", lambda c: c.id, style="cyan"),
     fmt.Column("MESSAGE", lambda c: c.message or "-", wrap=True),
-    fmt.Column("FILES", lambda c: str(c.file_count), justify="right"),
-    fmt.Column("SIZE", lambda c: fmt.size(c.total_bytes), justify="right"),
-    fmt.Column("ROOT", lambda c: fmt.short(c.root_hash)),
-    fmt.Column("CREATED", lambda c: fmt.when(c.create_time)),
+    fmt.Column("FILES", lambda c: str(c.file_count), justify="right", drop=4),
+    fmt.Column("SIZE", lambda c: fmt.size(c.total_bytes), justify="right", drop=3),
+    fmt.Column("ROOT", lambda c: fmt.short(c.root_hash), drop=5),
+    fmt.Column("CREATED", lambda c: fmt.ago(c.create_time), drop=2),
 ]
 
 

@@ -28,10 +28,10 @@ COMMIT_FIELDS = [
 COMMIT_COLUMNS = [
     fmt.Column("ID", lambda c: c.id, style="cyan"),
     fmt.Column("MESSAGE", lambda c: (c.message or "-").splitlines()[0], wrap=True),
-    fmt.Column("AUTHOR", lambda c: c.author or "-", wrap=True),
-    fmt.Column("FILES", lambda c: str(c.file_count), justify="right"),
-    fmt.Column("ROOT", lambda c: fmt.short(c.root_hash)),
-    fmt.Column("CREATED", lambda c: fmt.when(c.create_time)),
+    fmt.Column("AUTHOR", lambda c: c.author or "-", wrap=True, drop=3),
+    fmt.Column("FILES", lambda c: str(c.file_count), justify="right", drop=5),
+    fmt.Column("ROOT", lambda c: fmt.short(c.root_hash), drop=4),
+    fmt.Column("CREATED", lambda c: fmt.ago(c.create_time), drop=2),
 ]
 
 

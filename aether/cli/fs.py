@@ -65,11 +65,11 @@ def ls(
     out = output(ctx, json_, quiet)
     entries = client(ctx).iter_tree(session, path, recursive=recursive, at=at)
     out.table(entries, [
-        fmt.Column("MODE", lambda f: fmt.mode(f.mode, _kind(f))),
+        fmt.Column("MODE", lambda f: fmt.mode(f.mode, _kind(f)), drop=2),
         fmt.Column("SIZE", lambda f: "-" if _kind(f) == "directory" else fmt.size(f.size),
                    justify="right"),
-        fmt.Column("MODIFIED", lambda f: fmt.when(f.mtime)),
-        fmt.Column("HASH", lambda f: fmt.short(f.hash), style="dim"),
+        fmt.Column("MODIFIED", lambda f: fmt.stamp(f.mtime), drop=3),
+        fmt.Column("HASH", lambda f: fmt.short(f.hash), style="dim", drop=4),
         fmt.Column("NAME", lambda f: _display_name(f, path), wrap=True),
     ], lambda f: f.path, empty="Empty directory.")
 

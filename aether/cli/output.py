@@ -64,6 +64,16 @@ def when(ts: datetime | None) -> str:
     return ts.astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
 
+def stamp(ts: datetime | None) -> str:
+    """ls-style: 'Nov 22 01:31' this year, 'Nov 22  2024' before."""
+    if ts is None:
+        return "-"
+    local = ts.astimezone()
+    if local.year == datetime.now(local.tzinfo).year:
+        return local.strftime("%b %d %H:%M")
+    return local.strftime("%b %d  %Y")
+
+
 def ago(ts: datetime | None, now: datetime | None = None) -> str:
     """A compact age for tables: 42s ago, 5m ago, 3h ago, 12d ago, else the date."""
     if ts is None:
@@ -227,7 +237,8 @@ class Output:
                 break
             from rich.measure import Measurement
 
-            width = Measurement.get(self.console, self.console.options, table).maximum
+            unbounded = self.console.options.update_width(1_000_000)
+            width = Measurement.get(self.console, unbounded, table).maximum
             droppable = [c for c in cols if c.drop]
             if width <= self.console.width or not droppable:
                 break

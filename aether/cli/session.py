@@ -57,11 +57,11 @@ SESSION_COLUMNS = [
     fmt.Column("ID", lambda s: s.id, style="cyan"),
     fmt.Column("NAME", lambda s: s.name or "-", wrap=True),
     fmt.Column("STATE", lambda s: fmt.enum_name(s.state)),
-    fmt.Column("FILES", lambda s: str(s.file_count), justify="right"),
-    fmt.Column("SIZE", lambda s: fmt.size(s.total_bytes), justify="right"),
-    fmt.Column("LABELS", lambda s: fmt.pairs(s.labels), wrap=True),
-    fmt.Column("TAGS", lambda s: ",".join(s.tags) or "-", wrap=True),
-    fmt.Column("CREATED", lambda s: fmt.when(s.create_time)),
+    fmt.Column("FILES", lambda s: str(s.file_count), justify="right", drop=6),
+    fmt.Column("SIZE", lambda s: fmt.size(s.total_bytes), justify="right", drop=3),
+    fmt.Column("LABELS", lambda s: fmt.pairs(s.labels), wrap=True, drop=4),
+    fmt.Column("TAGS", lambda s: ",".join(s.tags) or "-", wrap=True, drop=5),
+    fmt.Column("CREATED", lambda s: fmt.ago(s.create_time), drop=2),
 ]
 
 
