@@ -30,7 +30,8 @@ class Daemon:
 def open_daemon(config: Config) -> Daemon:
     store = Store(config.data_dir)
     runner = Runner()
-    sessions = Sessions(store, config.import_roots)
+    sessions = Sessions(store, config.import_roots,
+                        host_paths_allowed=bool(config.import_roots) or not config.has_tcp_listener)
     files = Files(store, sessions)
     persistence = Persistence(store, sessions)
     api = Api(

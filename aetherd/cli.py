@@ -37,12 +37,14 @@ def serve(
     token: Annotated[str, typer.Option(help="Bearer token for TCP listeners.",
                                        envvar="AETHERD_TOKEN")] = "",
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "",
+    import_root: Annotated[list[str] | None, typer.Option(
+        help="Host directory sessions may be created from (repeatable).")] = None,
 ) -> None:
     """Serve gRPC and HTTP until SIGTERM/SIGINT."""
     from aetherd.daemon import serve as run
 
     cfg = _config(config, data_dir=data_dir, http_listen=http, grpc_listen=grpc, token=token,
-                  log_level=log_level)
+                  log_level=log_level, import_roots=import_root or None)
     logging.basicConfig(level=cfg.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     asyncio.run(run(cfg))

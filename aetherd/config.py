@@ -25,8 +25,10 @@ class Config:
     # Bearer token required on TCP listeners (both HTTP and gRPC). Unix-socket
     # callers are trusted as the socket owner (the socket is mode 0600).
     token: str = ""
-    # Host directories that sessions may be created from / git repos read from.
-    # Empty means: any directory the daemon user can read (local mode).
+    # Host directories that sessions may be created from (directory sources and
+    # local git repositories). Empty means: any directory the daemon user can
+    # read when every listener is a unix socket (local mode), and none at all
+    # when a TCP listener is configured (a remote caller must not read the host).
     import_roots: list[str] = field(default_factory=list)
     # Largest request body accepted over HTTP (bytes).
     max_body_bytes: int = 1 << 30
@@ -39,6 +41,10 @@ class Config:
     @property
     def grpc_address(self) -> str:
         return self.grpc_listen or f"unix:{self.data_dir / 'grpc.sock'}"
+
+    @property
+    def has_tcp_listener(self) -> bool:
+        return self.http_address.startswith("tcp:") or self.grpc_address.startswith("tcp:")
 
     @classmethod
     def load(cls, path: Path | None, **overrides: object) -> Config:

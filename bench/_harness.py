@@ -7,6 +7,7 @@ Nothing here imports from tests/.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -52,6 +53,9 @@ class Daemon:
     token: str = field(default_factory=lambda: secrets.token_urlsafe(16))
     http_port: int = field(default_factory=free_port)
     grpc_port: int = field(default_factory=free_port)
+    # Host directories the daemon may create sessions from (directory sources).
+    # A TCP daemon allows none unless told, so the benchmarks pass a config file.
+    import_roots: list[Path] = field(default_factory=list)
     proc: subprocess.Popen | None = None
     log_path: Path = field(default=Path())
 
@@ -68,9 +72,13 @@ class Daemon:
 
     def start(self) -> Daemon:
         self.log_path = self.data_dir.parent / f"aetherd-{self.http_port}.log"
+        config = self.data_dir.parent / f"aetherd-{self.http_port}.toml"
+        roots = ", ".join(json.dumps(str(Path(r).resolve())) for r in self.import_roots)
+        config.write_text(f"[aetherd]\nimport_roots = [{roots}]\n")
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "aetherd", "serve", "--data-dir", str(self.data_dir),
+            [sys.executable, "-m", "aetherd", "serve", "--config", str(config),
+             "--data-dir", str(self.data_dir),
              "--http", f"tcp:127.0.0.1:{self.http_port}",
              "--grpc", f"tcp:127.0.0.1:{self.grpc_port}", "--token", self.token],
             stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,

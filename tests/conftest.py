@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -31,6 +32,8 @@ class DaemonProc:
     token: str
     http_port: int
     grpc_port: int
+    # Host directories sessions may be created from (--import-root).
+    import_roots: list[str] = field(default_factory=lambda: [tempfile.gettempdir()])
     proc: subprocess.Popen | None = None
     log_path: Path = field(default=Path())
 
@@ -55,7 +58,8 @@ class DaemonProc:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "aetherd", "serve", "--data-dir", str(self.data_dir),
              "--http", f"tcp:127.0.0.1:{self.http_port}",
-             "--grpc", f"tcp:127.0.0.1:{self.grpc_port}", "--token", self.token],
+             "--grpc", f"tcp:127.0.0.1:{self.grpc_port}", "--token", self.token,
+             *(arg for root in self.import_roots for arg in ("--import-root", root))],
             stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
         )
         deadline = time.monotonic() + 30

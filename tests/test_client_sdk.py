@@ -6,15 +6,21 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import os
+import shutil
+import signal
 import tarfile
+import tempfile
+import time
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 from aether import pb
-from aether.client import AsyncClient, Client, source
+from aether.client import AsyncClient, Client, ensure_local_daemon, source
 from aether.client._base import file_path, seg
 from aether.client.connect import parse_server, resolve
 from aether.errors import (
@@ -261,7 +267,41 @@ def test_sessions_lifecycle(client: Client, tmp_path: Path):
         client.get_session(fork.id)
 
 
-def test_create_from_every_source(client: Client, tmp_path: Path):
+def _stop(data_dir: Path) -> None:
+    for name in ("aetherd.pid", "aetherd.autostart.pid"):
+        try:
+            pid = int((data_dir / name).read_text())
+            os.kill(pid, signal.SIGTERM)
+        except (OSError, ValueError):
+            continue
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.05)
+        os.kill(pid, signal.SIGKILL)
+        return
+
+
+@pytest.fixture(scope="module")
+def local_client() -> Iterator[Client]:
+    """The local mode: a daemon on a unix socket, started by the SDK's autostart.
+    Its callers are trusted as the socket's owner, so host paths are allowed."""
+    data_dir = Path(tempfile.mkdtemp(prefix="aether-sdk-", dir="/tmp"))  # short socket path
+    try:
+        assert ensure_local_daemon(data_dir) is not None  # started it
+        assert ensure_local_daemon(data_dir) is None  # reuses it
+        with Client(uds=str(data_dir / "http.sock")) as c:
+            yield c
+    finally:
+        _stop(data_dir)
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def test_create_from_every_source(local_client: Client, tmp_path: Path):
+    client = local_client
     src = tmp_path / "src"
     (src / "pkg").mkdir(parents=True)
     (src / "pkg" / "mod.py").write_text("x = 1\n")
@@ -288,8 +328,8 @@ def test_create_from_every_source(client: Client, tmp_path: Path):
     assert client.read_file(s.id, "README").data == b"changed\n"
 
 
-def test_create_from_git(client: Client, tmp_path: Path):
-    import shutil
+def test_create_from_git(local_client: Client, tmp_path: Path):
+    client = local_client
     import subprocess
 
     if shutil.which("git") is None:

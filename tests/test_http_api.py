@@ -379,3 +379,24 @@ def test_huge_and_empty_files(http):
     assert http.get(f"/v1/sessions/{sid}/files/big").content == big
     r = http.get(f"/v1/sessions/{sid}/files/big", headers={"Range": "bytes=1048570-1048585"})
     assert r.status_code == 206 and r.content == big[1048570:1048586]
+
+
+def test_host_paths_are_fenced(fresh_daemon, tmp_path: Path):
+    """Over TCP, host directories are off unless import_roots allow them."""
+    (tmp_path / "allowed").mkdir()
+    (tmp_path / "allowed" / "f").write_text("ok")
+    fresh_daemon.import_roots = []
+    d = fresh_daemon.start()
+    with d.http() as c:
+        r = c.post("/v1/sessions", json={"source": {"directory": {"path": str(tmp_path / "allowed")}}})
+        assert r.status_code == 403 and error_code(r) == "permission_denied"
+    d.stop()
+    d.import_roots = [str(tmp_path / "allowed")]
+    d.start()
+    with d.http() as c:
+        ok = c.post("/v1/sessions", json={"source": {"directory": {"path": str(tmp_path / "allowed")}}})
+        assert ok.status_code == 201
+        r = c.post("/v1/sessions", json={"source": {"directory": {"path": str(tmp_path)}}})
+        assert error_code(r) == "permission_denied"
+        r = c.post("/v1/sessions", json={"source": {"git": {"url": f"file://{tmp_path}"}}})
+        assert error_code(r) == "invalid_argument"

@@ -14,7 +14,6 @@ from aetherd.http.conditional import (
     etag,
     if_match_value,
     none_match,
-    parse_etags,
     parse_range,
 )
 from aetherd.http.errors import describe, error_response
@@ -63,7 +62,7 @@ async def _read_range(call: Call, req: pb.ReadFileRequest,
     read = call.method()
     if rng.suffix is None:
         req.offset = rng.first
-        req.length = 0 if rng.last is None else rng.last - rng.first + 1
+        req.length = 0 if rng.last is None else min(rng.last - rng.first + 1, 2**64 - 1)
         reply = await read(req)
         rng.resolve(reply.size)
         return reply, rng.first
@@ -78,13 +77,8 @@ async def _read_range(call: Call, req: pb.ReadFileRequest,
 
 
 def _if_range_holds(if_range: str, content_hash: str) -> bool:
-    """If-Range with our (strong) ETag; a date never matches: we have no Last-Modified."""
-    if not if_range.strip().startswith(('"', "W/")):
-        return False
-    try:
-        return parse_etags(if_range) == [content_hash] and not if_range.strip().startswith("W/")
-    except InvalidArgument:
-        return False
+    """If-Range compares strongly with our ETag; a date never matches (no Last-Modified)."""
+    return bool(content_hash) and if_range.strip() == etag(content_hash)
 
 
 def _validators(reply: pb.ReadFileResponse) -> dict[str, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ from aetherd.services.state import ACTIVE, ARCHIVED, SessionRecord, Store
 from aetherd.store.objects import EMPTY_TREE
 
 MAX_PAGE = 1000
+_REMOTE_GIT = re.compile(r"^(https?|ssh|git)://[^/\s]+/\S*$")
 
 
 @dataclass
@@ -28,10 +30,12 @@ class NewSession:
 
 
 class Sessions:
-    def __init__(self, store: Store, import_roots: list[str] | None = None) -> None:
+    def __init__(self, store: Store, import_roots: list[str] | None = None, *,
+                 host_paths_allowed: bool = True) -> None:
         self.store = store
         self.db = store.db
         self.import_roots = [Path(p).resolve() for p in (import_roots or [])]
+        self.host_paths_allowed = host_paths_allowed
 
     # ---- create
     def create(self, spec: NewSession, source: pb.SessionSource | None) -> SessionRecord:
@@ -87,6 +91,11 @@ class Sessions:
                 raise InvalidArgument("git source needs a url")
             if Path(url).is_dir():
                 self._allowed_dir(url)
+            elif not _REMOTE_GIT.match(url):
+                # file:// and other local forms would bypass import_roots.
+                raise InvalidArgument(
+                    f"git url {url!r}: want a repository directory on the daemon host or an "
+                    "https://, http://, ssh:// or git:// url")
             builder = ingest.TreeBuilder(batch, trusted=True)
             sha = ingest.ingest_git(builder, url, source.git.ref)
             ref = f"{url}@{sha}"
@@ -100,6 +109,9 @@ class Sessions:
         if not raw:
             raise InvalidArgument("directory source needs a path")
         path = Path(raw).resolve()
+        if not self.host_paths_allowed:
+            raise PermissionDenied(
+                "this daemon serves TCP clients and has no import_roots: host paths are off")
         if self.import_roots and not any(path.is_relative_to(r) for r in self.import_roots):
             raise PermissionDenied(f"{raw!r} is outside the daemon's import_roots")
         if not path.is_dir():
