@@ -829,7 +829,7 @@ class CopyRequest(betterproto2.Message):
 
     at: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
     """
-    Copy from another state (checkpoint, commit, base) of the same session.
+    State to use: "" (working), "base", a checkpoint id (ckp_...) or a commit id (cmt_...).
     """
 
 
@@ -1054,17 +1054,6 @@ default_message_pool.register_message("aether.v1", "Empty", Empty)
 @dataclass(eq=False, repr=False)
 class ErrorDetail(betterproto2.Message):
     """
-    A selector for a state of a session's tree, used wherever an operation can
-    look at something other than the live working state.
-
-    Accepted forms of the `at` strings below:
-      ""            the working state (default)
-      "base"        the state the session was created from
-      "ckp_..."     a checkpoint id
-      "cmt_..."     a commit id
-
-    Identifiers carry a type prefix (ses_, ckp_, cmt_) so one string is enough.
-
     The one error shape of the HTTP API. gRPC carries the same `code` string in
     the `aether-error-code` trailing metadata next to the matching gRPC status.
     """
@@ -1153,6 +1142,9 @@ class ExportRequest(betterproto2.Message):
     )
 
     at: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    """
+    State to use: "" (working), "base", a checkpoint id (ckp_...) or a commit id (cmt_...).
+    """
 
     path: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
     """
@@ -1243,7 +1235,7 @@ class ForkSessionRequest(betterproto2.Message):
 
     at: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
     """
-    Fork the state at a checkpoint or commit instead of the working state.
+    State to use: "" (working), "base", a checkpoint id (ckp_...) or a commit id (cmt_...).
     """
 
 
@@ -1573,6 +1565,9 @@ class ListTreeRequest(betterproto2.Message):
     """
 
     at: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+    """
+    State to use: "" (working), "base", a checkpoint id (ckp_...) or a commit id (cmt_...).
+    """
 
     page_size: "int" = betterproto2.field(5, betterproto2.TYPE_UINT32)
 
@@ -1602,6 +1597,9 @@ class ManifestRequest(betterproto2.Message):
     session_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     at: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    State to use: "" (working), "base", a checkpoint id (ckp_...) or a commit id (cmt_...).
+    """
 
     page_size: "int" = betterproto2.field(3, betterproto2.TYPE_UINT32)
 
@@ -1724,6 +1722,9 @@ class ReadFileRequest(betterproto2.Message):
     """
 
     at: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
+    """
+    State to use: "" (working), "base", a checkpoint id (ckp_...) or a commit id (cmt_...).
+    """
 
 
 default_message_pool.register_message("aether.v1", "ReadFileRequest", ReadFileRequest)
@@ -2039,6 +2040,9 @@ class StatRequest(betterproto2.Message):
     path: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
 
     at: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    """
+    State to use: "" (working), "base", a checkpoint id (ckp_...) or a commit id (cmt_...).
+    """
 
 
 default_message_pool.register_message("aether.v1", "StatRequest", StatRequest)
