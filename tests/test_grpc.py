@@ -95,3 +95,69 @@ async def test_token_is_required_on_tcp(channel):
     with pytest.raises(GRPCError) as err:
         await sessions.list_sessions(pb.ListSessionsRequest())
     assert err.value.status == Status.UNAUTHENTICATED
+
+
+async def test_every_foundation_rpc(channel, md):
+    """Each implemented RPC once over gRPC, checked by its effect."""
+    sessions = pb.SessionServiceStub(channel, metadata=md)
+    files = pb.FileServiceStub(channel, metadata=md)
+    persistence = pb.PersistenceServiceStub(channel, metadata=md)
+
+    s = await sessions.create_session(pb.CreateSessionRequest(name="all", labels={"t": "every"}))
+    sid = s.id
+    listed = await sessions.list_sessions(pb.ListSessionsRequest(labels={"t": "every"}))
+    assert [x.id for x in listed.sessions] == [sid]
+    upd = await sessions.update_session(pb.UpdateSessionRequest(session_id=sid, name="renamed",
+                                                                update_mask=["name"]))
+    assert upd.name == "renamed" and upd.labels == {"t": "every"}
+
+    await files.mkdir(pb.MkdirRequest(session_id=sid, path="d/e", parents=True))
+    await files.write_file(pb.WriteFileRequest(session_id=sid, path="d/e/f.txt", data=b"a\nb\n"))
+    await files.symlink(pb.SymlinkRequest(session_id=sid, path="d/link", target="e/f.txt"))
+    await files.copy(pb.CopyRequest(session_id=sid, from_path="d/e", to_path="c"))
+    await files.rename(pb.RenameRequest(session_id=sid, from_path="c/f.txt", to_path="c/g.txt"))
+    patched = await files.patch_file(pb.PatchFileRequest(
+        session_id=sid, path="c/g.txt", unified_diff="@@ -1,2 +1,2 @@\n a\n-b\n+B\n"))
+    assert patched.size == 4
+    tree = await files.list_tree(pb.ListTreeRequest(session_id=sid, recursive=True))
+    assert [e.path for e in tree.entries] == ["c", "c/g.txt", "d", "d/e", "d/e/f.txt", "d/link"]
+    st = await files.stat(pb.StatRequest(session_id=sid, path="c/g.txt"))
+    assert st.hash == patched.hash and len(st.extents) == 1
+    got = await files.read_file(pb.ReadFileRequest(session_id=sid, path="c/g.txt", offset=2,
+                                                   length=2))
+    assert got.data == b"B\n"
+    await files.delete_file(pb.DeleteFileRequest(session_id=sid, path="d/link"))
+    await files.rmdir(pb.RmdirRequest(session_id=sid, path="d", recursive=True))
+    man = await files.get_manifest(pb.ManifestRequest(session_id=sid))
+    assert [e.path for e in man.entries] == ["c", "c/g.txt"]
+    changes = await files.list_changes(pb.ListChangesRequest(session_id=sid))
+    assert [(c.path, c.kind) for c in changes.changes] == [("c/g.txt", pb.ChangeKind.ADDED)]
+
+    ck = await persistence.create_checkpoint(pb.CreateCheckpointRequest(session_id=sid,
+                                                                        message="m"))
+    assert (await persistence.get_checkpoint(
+        pb.GetCheckpointRequest(session_id=sid, checkpoint_id=ck.id))).root_hash == man.root_hash
+    cks = await persistence.list_checkpoints(pb.ListCheckpointsRequest(session_id=sid))
+    assert [c.id for c in cks.checkpoints] == [ck.id]
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo("x.txt")
+        info.size = 1
+        tar.addfile(info, io.BytesIO(b"x"))
+    imp = await persistence.import_(pb.ImportRequest(session_id=sid, path="imp",
+                                                     data=buf.getvalue()))
+    assert imp.files == 1
+    diff = await persistence.diff(pb.DiffRequest(session_id=sid, from_=ck.id))
+    assert [f.change.path for f in diff.files] == ["imp/x.txt"]
+    cm = await persistence.create_commit(pb.CreateCommitRequest(session_id=sid, message="c"))
+    cms = await persistence.list_commits(pb.ListCommitsRequest(session_id=sid))
+    assert [c.id for c in cms.commits] == [cm.id]
+    await persistence.delete_checkpoint(pb.DeleteCheckpointRequest(session_id=sid,
+                                                                   checkpoint_id=ck.id))
+    arch = await sessions.archive_session(pb.ArchiveSessionRequest(session_id=sid))
+    assert arch.state == pb.SessionState.ARCHIVED
+    with pytest.raises(GRPCError) as err:
+        await files.write_file(pb.WriteFileRequest(session_id=sid, path="n", data=b"1"))
+    assert err.value.status == Status.FAILED_PRECONDITION
+    got = await sessions.get_session(pb.GetSessionRequest(session_id=sid))
+    assert got.root_hash == imp.root_hash
