@@ -16,7 +16,7 @@ from aetherd.config import Config
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="The AetherFS daemon: sessions over gRPC and HTTP.")
 
-ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML file with an [aetherd] table.")]
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML file with an \\[aetherd] table.")]
 DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="Where sessions and blobs live.")]
 
 
@@ -26,6 +26,14 @@ def _config(config: Path | None, **overrides: object) -> Config:
     except (OSError, ValueError) as e:
         typer.echo(f"aetherd: bad configuration: {e}", err=True)
         raise typer.Exit(2) from None
+
+
+def _existing(cfg: Config) -> Config:
+    """Maintenance on a mistyped path must not create (and bless) an empty store."""
+    if not (cfg.data_dir / "meta.db").is_file():
+        typer.echo(f"aetherd: no AetherFS data in {cfg.data_dir}", err=True)
+        raise typer.Exit(2)
+    return cfg
 
 
 @app.command()
@@ -56,7 +64,7 @@ def fsck(config: ConfigOpt = None, data_dir: DataDirOpt = None,
     """Verify every hash and every reference. Exit 1 if anything is wrong."""
     from aetherd.maintenance import fsck as run_fsck
 
-    cfg = _config(config, data_dir=data_dir)
+    cfg = _existing(_config(config, data_dir=data_dir))
     report = run_fsck(cfg.data_dir)
     if as_json:
         typer.echo(json.dumps(report.as_dict(), indent=2))
@@ -72,7 +80,7 @@ def gc(config: ConfigOpt = None, data_dir: DataDirOpt = None,
     """Free chunks, files and trees that nothing references."""
     from aetherd.maintenance import gc as run_gc
 
-    cfg = _config(config, data_dir=data_dir)
+    cfg = _existing(_config(config, data_dir=data_dir))
     result = run_gc(cfg.data_dir, grace_seconds)
     typer.echo(json.dumps(result) if as_json else
                ", ".join(f"{k}: {v}" for k, v in result.items()))

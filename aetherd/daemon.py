@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import os
 import signal
@@ -25,13 +26,17 @@ log = logging.getLogger("aetherd")
 async def serve(config: Config, *, ready: asyncio.Event | None = None) -> None:
     from aetherd.http.app import make_app
 
-    config.data_dir.mkdir(parents=True, exist_ok=True)
-    os.chmod(config.data_dir, 0o700)
-    http_kind, http_host, http_port = parse_address(config.http_address)
-    grpc_kind, grpc_host, grpc_port = parse_address(config.grpc_address)
+    try:
+        http_kind, http_host, http_port = parse_address(config.http_address)
+        grpc_kind, grpc_host, grpc_port = parse_address(config.grpc_address)
+    except ValueError as e:
+        raise SystemExit(f"aetherd: {e}") from None
     for kind in (http_kind, grpc_kind):
         if kind == "tcp" and not config.token:
             raise SystemExit("aetherd: a TCP listener needs a token (config `token` or --token)")
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(config.data_dir, 0o700)
+    lock = _lock_data_dir(config.data_dir)
 
     daemon = open_daemon(config)
     stop = asyncio.Event()
@@ -40,6 +45,7 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None) -> None:
         loop.add_signal_handler(sig, stop.set)
 
     async with contextlib.AsyncExitStack() as stack:
+        stack.callback(lock.close)
         stack.callback(daemon.close)
 
         grpc_server = make_server(daemon.api, token=config.token if grpc_kind == "tcp" else None)
@@ -75,6 +81,22 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None) -> None:
             ready.set()
         await stop.wait()
         log.info("aetherd stopping")
+
+
+def _lock_data_dir(data_dir: Path):
+    """Hold an exclusive lock on the data dir for the daemon's lifetime.
+
+    Two daemons on one data dir would steal each other's sockets and pid file.
+    The lock dies with the process, so a SIGKILLed daemon never blocks a restart.
+    """
+    fh = open(data_dir / "aetherd.lock", "a+")  # noqa: SIM115 - held until exit
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        pid = (data_dir / "aetherd.pid").read_text().strip() if (data_dir / "aetherd.pid").exists() else "?"
+        fh.close()
+        raise SystemExit(f"aetherd: another daemon (pid {pid}) is serving {data_dir}") from None
+    return fh
 
 
 def _unlink_stale(path: str) -> None:

@@ -59,3 +59,24 @@ def test_sigkill_mid_stream_loses_no_acknowledged_write(fresh_daemon):
                           capture_output=True, text=True)
     assert fsck.returncode == 0, fsck.stdout + fsck.stderr
     assert "clean" in fsck.stdout
+
+
+def test_one_daemon_per_data_dir_and_restart_after_kill(fresh_daemon):
+    d = fresh_daemon.start()
+    second = subprocess.run(
+        [sys.executable, "-m", "aetherd", "serve", "--data-dir", str(d.data_dir)],
+        capture_output=True, text=True, timeout=30)
+    assert second.returncode != 0
+    assert "another daemon" in second.stderr
+    with d.http() as c:  # the first one is untouched
+        assert c.get("/v1/health").status_code == 200
+    d.kill()
+    d.start()  # the lock died with the process
+
+
+def test_maintenance_refuses_a_directory_without_data(tmp_path):
+    for cmd in ("fsck", "gc"):
+        r = subprocess.run([sys.executable, "-m", "aetherd", cmd, "--data-dir",
+                            str(tmp_path / "typo")], capture_output=True, text=True)
+        assert r.returncode == 2 and "no AetherFS data" in r.stderr
+        assert not (tmp_path / "typo").exists()

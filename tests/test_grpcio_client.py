@@ -72,3 +72,4 @@ def test_grpcio_round_trip(daemon, stubs):
         with pytest.raises(grpc.RpcError) as err:
             sessions.GetSession(S.GetSessionRequest(session_id=s.id))  # no token
         assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert ("aether-error-code", "unauthenticated") in err.value.trailing_metadata()

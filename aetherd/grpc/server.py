@@ -3,7 +3,8 @@
 Generated `XxxServiceBase` handlers never see the stream, so two things are
 done around them here: errors are translated (AetherError -> gRPC status plus
 the stable code in the `aether-error-code` trailer), and on TCP the bearer
-token is checked in a `RecvRequest` listener before any handler runs.
+token is checked before the handler reads the request. (Checking it here
+rather than in a grpclib event listener lets the refusal carry the trailer too.)
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from collections.abc import Callable
 from typing import Any
 
 import grpclib.const
-import grpclib.events
 from grpclib import GRPCError
 from grpclib.const import Status
 from grpclib.server import Server
@@ -32,8 +32,15 @@ async def _fail(stream: Any, status: Status, code: str, message: str) -> None:
     )
 
 
-def _translated(func: Callable[[Any], Any], name: str) -> Callable[[Any], Any]:
+def _translated(func: Callable[[Any], Any], name: str,
+                expected: bytes | None) -> Callable[[Any], Any]:
     async def handler(stream: Any) -> None:
+        if expected is not None:
+            given = str(stream.metadata.get("authorization", "")).encode()
+            if not hmac.compare_digest(given, expected):
+                await _fail(stream, Status.UNAUTHENTICATED, "unauthenticated",
+                            "missing or bad bearer token")
+                return
         try:
             await func(stream)
         except AetherError as e:
@@ -52,29 +59,22 @@ def _translated(func: Callable[[Any], Any], name: str) -> Callable[[Any], Any]:
 
 
 class _Translating:
-    """Wraps a service so every handler of its __mapping__ translates errors."""
+    """Wraps a service: every handler checks the token and translates errors."""
 
-    def __init__(self, service: Any) -> None:
+    def __init__(self, service: Any, expected: bytes | None) -> None:
         self.service = service
+        self.expected = expected
 
     def __mapping__(self) -> dict[str, grpclib.const.Handler]:
         out = {}
         for name, h in self.service.__mapping__().items():
             out[name] = grpclib.const.Handler(
-                _translated(h.func, name), h.cardinality, h.request_type, h.reply_type
+                _translated(h.func, name, self.expected), h.cardinality, h.request_type,
+                h.reply_type,
             )
         return out
 
 
 def make_server(api: Api, *, token: str | None) -> Server:
-    server = Server([_Translating(s) for s in api.services()])
-    if token:
-        expected = f"Bearer {token}".encode()
-
-        async def check_token(event: grpclib.events.RecvRequest) -> None:
-            given = event.metadata.get("authorization", "")
-            if not hmac.compare_digest(str(given).encode(), expected):
-                raise GRPCError(Status.UNAUTHENTICATED, "missing or bad bearer token")
-
-        grpclib.events.listen(server, grpclib.events.RecvRequest, check_token)
-    return server
+    expected = f"Bearer {token}".encode() if token else None
+    return Server([_Translating(s, expected) for s in api.services()])

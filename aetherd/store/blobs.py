@@ -13,6 +13,7 @@ in between leaves unreferenced chunks, which gc frees; never the reverse.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -42,7 +43,40 @@ class BlobCorrupt(Exception):
 
 class BlobStore(Protocol):
     def has(self, hashes: Iterable[str]) -> set[str]: ...
-    def put_many(self, chunks: Iterable[tuple[str, bytes]]) -> int: ...
+    def put_many(self, chunks: Iterable[tuple[str, bytes]]) -> int:
+        """Store chunks not yet present; durable when this returns. Returns bytes written."""
+        items = dict(chunks)
+        if not items:
+            return 0
+        # Compress outside the write lock; `present` is only a hint here.
+        hint = self.has(items)
+        packed = {h: self._pack(data) for h, data in items.items() if h not in hint}
+        now = time.time_ns()
+        written = 0
+        with self.db.write() as conn:
+            # Decide under the lock: a gc may have freed a "present" chunk since
+            # the hint, and a chunk that is kept must get its age refreshed in
+            # the same transaction so a gc that marked earlier cannot free it.
+            present = self.has(items)
+            for h, data in items.items():
+                if h in present:
+                    conn.execute("UPDATE chunks SET created_ns=? WHERE hash=?", (now, h))
+                    continue
+                codec, stored = packed[h] if h in packed else self._pack(data)
+                conn.execute(
+                    "INSERT INTO chunks(hash, size, codec, data, created_ns) VALUES (?,?,?,?,?)",
+                    (h, len(data), codec, stored, now),
+                )
+                written += len(stored)
+        return written
+
+    def _pack(self, data: bytes) -> tuple[int, bytes]:
+        if len(data) >= 256:
+            packed = self._zstd()[0].compress(data)
+            if len(packed) * _MIN_SAVING < len(data) * (_MIN_SAVING - 1):
+                return ZSTD, packed
+        return RAW, data
+
     def get(self, h: str) -> bytes: ...
     def delete_older_than(self, hashes: Iterable[str], before_ns: int) -> int: ...
     def iter_hashes(self) -> Iterator[tuple[str, int]]: ...
@@ -53,8 +87,15 @@ class BlobStore(Protocol):
 class SqliteBlobStore:
     def __init__(self, path: Path) -> None:
         self.db = Database(path, BLOB_SCHEMA)
-        self._cctx = zstandard.ZstdCompressor(level=_ZSTD_LEVEL)
-        self._dctx = zstandard.ZstdDecompressor()
+        # zstd contexts are not thread-safe; the store runs on a thread pool.
+        self._local = threading.local()
+
+    def _zstd(self) -> tuple[zstandard.ZstdCompressor, zstandard.ZstdDecompressor]:
+        ctx = getattr(self._local, "ctx", None)
+        if ctx is None:
+            ctx = self._local.ctx = (zstandard.ZstdCompressor(level=_ZSTD_LEVEL),
+                                     zstandard.ZstdDecompressor())
+        return ctx
 
     def has(self, hashes: Iterable[str]) -> set[str]:
         found: set[str] = set()
@@ -82,7 +123,7 @@ class SqliteBlobStore:
             seen.add(h)
             codec, stored = RAW, data
             if len(data) >= 256:
-                packed = self._cctx.compress(data)
+                packed = self._zstd()[0].compress(data)
                 if len(packed) * _MIN_SAVING < len(data) * (_MIN_SAVING - 1):
                     codec, stored = ZSTD, packed
             rows.append((h, len(data), codec, stored, now))
@@ -104,7 +145,7 @@ class SqliteBlobStore:
         if row is None:
             raise KeyError(h)
         codec, data = row
-        return self._dctx.decompress(data) if codec == ZSTD else bytes(data)
+        return self._zstd()[1].decompress(data) if codec == ZSTD else bytes(data)
 
     def verify(self, h: str) -> None:
         got = chunk_hash(self.get(h))

@@ -1033,8 +1033,9 @@ default_message_pool.register_message("aether.v1", "DiffResponse", DiffResponse)
 @dataclass(eq=False, repr=False)
 class DirectorySource(betterproto2.Message):
     """
-    A directory on the daemon's host. Refused unless the daemon's config lists
-    a prefix of the path in `import_roots`.
+    A directory on the daemon's host. When the daemon has `import_roots`, the
+    path must lie under one of them; a daemon with a TCP listener and no
+    `import_roots` refuses host paths altogether (permission_denied).
     """
 
     path: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
@@ -1060,9 +1061,10 @@ class ErrorDetail(betterproto2.Message):
 
     code: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
     """
-    Stable, machine-readable: not_found, conflict, invalid_argument,
-    permission_denied, unauthenticated, failed_precondition,
-    resource_exhausted, already_exists, unimplemented, internal.
+    Stable, machine-readable: invalid_argument, unauthenticated,
+    permission_denied, not_found, conflict, already_exists,
+    failed_precondition, range_not_satisfiable, resource_exhausted,
+    payload_too_large, internal, unimplemented, unavailable.
     """
 
     message: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
@@ -1271,8 +1273,8 @@ default_message_pool.register_message("aether.v1", "GetSessionRequest", GetSessi
 @dataclass(eq=False, repr=False)
 class GitSource(betterproto2.Message):
     """
-    A git repository reachable from the daemon host: a local path, or a URL
-    when the daemon's config allows remote fetches.
+    A git repository: a directory on the daemon host (fenced like
+    DirectorySource) or an https://, http://, ssh:// or git:// URL.
     """
 
     url: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
