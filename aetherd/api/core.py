@@ -17,7 +17,7 @@ from aether.errors import InvalidArgument
 from aetherd.api import convert
 from aetherd.services.files import Files
 from aetherd.services.persistence import Persistence
-from aetherd.services.sessions import NewSession, Sessions, _oneof
+from aetherd.services.sessions import NewSession, Sessions
 
 T = TypeVar("T")
 
@@ -126,10 +126,8 @@ class FilesApi(pb.FileServiceBase):
         return convert.file_info(path, e)
 
     async def stat(self, message: pb.StatRequest) -> pb.FileInfo:
-        e, rec = await self.run(self.f.stat, message.session_id, message.path, message.at)
-        from aetherd import paths
-
-        return convert.file_info(paths.normalize(message.path), e, rec)
+        path, e, rec = await self.run(self.f.stat, message.session_id, message.path, message.at)
+        return convert.file_info(path, e, rec)
 
     async def mkdir(self, message: pb.MkdirRequest) -> pb.FileInfo:
         path, e = await self.run(self.f.mkdir, message.session_id, message.path, message.parents,
@@ -234,5 +232,3 @@ class PersistenceApi(pb.PersistenceServiceBase):
         return await self.run(self.p.import_archive, message.session_id, message.path,
                               int(message.format), message.data)
 
-
-__all__ = ["SessionsApi", "FilesApi", "PersistenceApi", "Runner", "_oneof"]

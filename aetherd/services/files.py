@@ -62,12 +62,13 @@ class Files:
         return e
 
     # ---- reads
-    def stat(self, session_id: str, path: str, at: str = "") -> tuple[Entry, FileRecord | None]:
+    def stat(self, session_id: str, path: str,
+             at: str = "") -> tuple[str, Entry, FileRecord | None]:
         path = paths.normalize(path)
         _, ws, fixed = self.view(session_id, at)
         e = self._existing(ws, path)
         rec = self.objects.file(e.hash) if e.kind == FILE else None
-        return self._hide_stale_dir_hash(ws, fixed, e), rec
+        return path, self._hide_stale_dir_hash(ws, fixed, e), rec
 
     def read(self, session_id: str, path: str, offset: int, length: int,
              at: str = "") -> tuple[bytes, str, int]:

@@ -21,7 +21,7 @@ from aetherd.ids import check_id, new_id
 from aetherd.services import diffing, ingest
 from aetherd.services.sessions import Sessions
 from aetherd.services.state import Store
-from aetherd.store.objects import DIR, FILE, SYMLINK, Entry
+from aetherd.store.objects import DIR, SYMLINK, Entry
 from aetherd.store.workspace import Workspace, walk
 
 _CKP_COLS = "id, session_id, root, message, labels, created_ns"
@@ -334,5 +334,3 @@ class _Reader(io.RawIOBase):
         self._buf = self._buf[n:]
         return n
 
-
-__all__ = ["Persistence", "CheckpointRecord", "CommitRecord", "FILE"]

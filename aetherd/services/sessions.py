@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import re
 import time
 from dataclasses import dataclass
@@ -162,8 +163,6 @@ class Sessions:
 
     # ---- change
     def update(self, session_id: str, fields: dict) -> SessionRecord:
-        import json
-
         cols = {"name": "name", "labels": "labels", "tags": "tags", "metadata": "metadata",
                 "policy": "policy"}
         with self.db.write():

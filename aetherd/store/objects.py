@@ -195,7 +195,7 @@ class ObjectStore:
         self.db = db
         self.blobs = blobs
         self._trees: OrderedDict[str, dict[str, Entry]] = OrderedDict()
-        self._tree_lock = Lock()
+        self._tree_lock = Lock()  # guards both caches (the store runs on a thread pool)
         self._tree_cache_size = 4096
         self._files_cache: OrderedDict[str, FileRecord] = OrderedDict()
 
@@ -244,16 +244,18 @@ class ObjectStore:
     def file(self, h: str) -> FileRecord:
         if h == EMPTY_CONTENT_HASH:
             return FileRecord(h, 0, ())
-        rec = self._files_cache.get(h)
+        with self._tree_lock:
+            rec = self._files_cache.get(h)
         if rec is not None:
             return rec
         row = self.db.one("SELECT size, extents FROM files WHERE hash=?", (h,))
         if row is None:
             raise KeyError(f"file object {h} is missing")
         rec = FileRecord(h, int(row[0]), _unpack(bytes(row[1])))
-        self._files_cache[h] = rec
-        if len(self._files_cache) > 8192:
-            self._files_cache.popitem(last=False)
+        with self._tree_lock:
+            self._files_cache[h] = rec
+            if len(self._files_cache) > 8192:
+                self._files_cache.popitem(last=False)
         return rec
 
     def read(self, h: str, offset: int = 0, length: int | None = None) -> bytes:
