@@ -98,11 +98,20 @@ class Internal(AetherError):
     code = "internal"
 
 
+class Unavailable(AetherError):
+    code = "unavailable"
+
+
+# One class per wire code (explicit: subclasses elsewhere must not shadow these).
+_BY_CODE: dict[str, type[AetherError]] = {
+    cls.code: cls
+    for cls in (InvalidArgument, Unauthenticated, PermissionDenied, NotFound, Conflict,
+                AlreadyExists, FailedPrecondition, RangeNotSatisfiable, ResourceExhausted,
+                PayloadTooLarge, Internal, Unimplemented, Unavailable)
+}
+assert set(_BY_CODE) == set(CODES), "every code needs its class"
+
+
 def from_code(code: str, message: str) -> AetherError:
     """Rebuild the typed error from a wire code (the client SDK raises the same classes)."""
-    for cls in AetherError.__subclasses__():
-        if cls.code == code:
-            return cls(message)
-    err = AetherError(message)
-    err.code = code if code in CODES else "internal"
-    return err
+    return _BY_CODE.get(code, Internal)(message)

@@ -400,3 +400,31 @@ def test_host_paths_are_fenced(fresh_daemon, tmp_path: Path):
         assert error_code(r) == "permission_denied"
         r = c.post("/v1/sessions", json={"source": {"git": {"url": f"file://{tmp_path}"}}})
         assert error_code(r) == "invalid_argument"
+
+
+@pytest.mark.parametrize("fmt", ["tar", "tar.gz", "zip"])
+def test_export_round_trips_content_modes_and_links(http, tmp_path: Path, fmt):
+    sid = new_session(http)["id"]
+    big = bytes(range(256)) * 12289  # > 3 MiB: several chunks
+    put(http, sid, "bin/tool", b"#!/bin/sh\necho hi\n", params={"mode": "0755"})
+    put(http, sid, "data/big.bin", big)
+    http.post(f"/v1/sessions/{sid}/fs:symlink", json={"path": "data/link", "target": "big.bin"})
+    r = http.get(f"/v1/sessions/{sid}/export", params={"format": fmt})
+    assert r.status_code == 200
+    archive = tmp_path / f"out.{fmt}"
+    archive.write_bytes(r.content)
+    out = tmp_path / "x"
+    out.mkdir()
+    if fmt == "zip":
+        with zipfile.ZipFile(archive) as zf:
+            assert zf.read("data/big.bin") == big
+            assert (zf.getinfo("bin/tool").external_attr >> 16) & 0o777 == 0o755
+    else:  # the system's GNU tar must agree with us, not just Python's tarfile
+        subprocess.run(["tar", "-xf", str(archive), "-C", str(out)], check=True)
+        assert (out / "data" / "big.bin").read_bytes() == big
+        assert (out / "bin" / "tool").stat().st_mode & 0o777 == 0o755
+        assert (out / "data" / "link").readlink() == Path("big.bin")
+    # and the archive imports back to the same tree
+    back = http.post("/v1/sessions", content=r.content,
+                     headers={"Content-Type": "application/octet-stream"}).json()
+    assert http.get(f"/v1/sessions/{back['id']}/files/data/big.bin").content == big

@@ -1,27 +1,36 @@
-"""The HTTP shim without a daemon: the route table against the generated
-services, the OpenAPI document against the spec and against what the wire
-really carries, and the app's routing and request building against a fake Api
-that records what it is called with."""
+"""The HTTP shim: the route table against the generated services, the OpenAPI
+document against the spec and against what the wire really carries, and the
+app's routing, request building, errors, auth and file semantics against the
+real daemon stack (open_daemon: store, services and Api in-process), judged by
+what the replies and the store show afterwards. No fake or stubbed Api."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
 import datetime
+import functools
+import io
 import json
-from dataclasses import dataclass, field
+import random
+import tarfile
+import zipfile
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
-from unittest.mock import ANY
 
 import betterproto2
+import blake3
 import jsonschema
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from grpclib import GRPCError
-from grpclib.const import Status
 from openapi_spec_validator import validate
 
-from aether import errors, pb
+from aether import pb
 from aetherd.api import Api
+from aetherd.app import Daemon, open_daemon
 from aetherd.config import Config
 from aetherd.http import streams
 from aetherd.http.app import make_app
@@ -38,6 +47,8 @@ from aetherd.http.query import route_aliases
 from aetherd.http.routes import GRPC_ONLY, ROUTES, Route
 from aetherd.http.routing import Router, compile_template
 from aetherd.http.rpcs import all_rpcs, rpc, service_classes
+from aetherd.ids import new_id
+from aetherd.store.objects import CHUNK_SIZE
 
 TOKEN = "s3cret-token"
 SAMPLE_PARAMS = {
@@ -51,12 +62,17 @@ SAMPLE_PARAMS = {
 }
 
 
-def sample_url(route: Route) -> str:
+def sample_url(route: Route, **values: str) -> str:
     url = route.path
-    for name, value in SAMPLE_PARAMS.items():
+    for name, value in {**SAMPLE_PARAMS, **values}.items():
         url = url.replace("{" + name + "}", value)
     assert "{" not in url, f"add a sample value for {url}"
     return url
+
+
+@functools.cache
+def openapi_document() -> dict[str, Any]:
+    return build_openapi()
 
 
 # ---------------------------------------------------------------- route table
@@ -123,7 +139,7 @@ def test_python_field_names_survive_from_dict() -> None:
 
 @pytest.fixture(scope="module")
 def document() -> dict[str, Any]:
-    return build_openapi()
+    return openapi_document()
 
 
 def test_openapi_document_is_valid_openapi_31(document: dict[str, Any]) -> None:
@@ -244,73 +260,60 @@ def test_64_bit_integers_are_strings_on_the_wire(document: dict[str, Any]) -> No
     assert schema["type"] == "string"
 
 
-# ---------------------------------------------------------------- app with a fake Api
+def test_json_name_matches_to_dict() -> None:
+    wire = pb.DiffRequest(from_="a", context_lines=1).to_dict()
+    assert set(wire) == {json_name("from_"), json_name("context_lines")}
+
+
+# ---------------------------------------------------------------- the app on the real stack
 
 
 @dataclass
-class Recorder:
-    """What the fake Api was called with, and what it should answer."""
+class Stack:
+    """The HTTP app in front of a real in-process daemon (store, services, Api)."""
 
-    calls: list[tuple[str, str, betterproto2.Message]] = field(default_factory=list)
-    replies: dict[tuple[str, str], Any] = field(default_factory=dict)
+    client: TestClient
+    daemon: Daemon
 
-    def last(self) -> tuple[str, str, Any]:
-        assert self.calls, "the API was not called"
-        return self.calls[-1]
+    async def json(self, method: str, url: str, status: int = 200, **kw: Any) -> Any:
+        resp = await self.client.request(method, url, **kw)
+        assert resp.status == status, f"{method} {url}: {resp.status} {await resp.text()}"
+        assert resp.content_type == "application/json"
+        return await resp.json()
+
+    async def new_session(self, **body: Any) -> str:
+        return (await self.json("POST", "/v1/sessions", 201, json=body))["id"]
+
+    async def put(self, sid: str, path: str, data: bytes) -> dict[str, Any]:
+        return await self.json("PUT", f"/v1/sessions/{sid}/files/{path}", data=data)
+
+    async def read(self, sid: str, path: str, **kw: Any) -> tuple[int, bytes]:
+        resp = await self.client.get(f"/v1/sessions/{sid}/files/{path}", **kw)
+        return resp.status, await resp.read()
+
+    async def checkpoint(self, sid: str, message: str = "") -> str:
+        url = f"/v1/sessions/{sid}/checkpoints"
+        return (await self.json("POST", url, 201, json={"message": message}))["id"]
 
 
-def fake_api(rec: Recorder) -> Api:
-    services = {}
-    for attr, base in service_classes().items():
-        methods: dict[str, Any] = {}
-        for (service, name), the_rpc in all_rpcs().items():
-            if service != attr:
-                continue
-            key = (service, name)
-            if the_rpc.server_streaming:
-                async def stream(self, msg, _key=key, _rpc=the_rpc):
-                    rec.calls.append((*_key, msg))
-                    answer = rec.replies.get(_key, [_rpc.reply()])
-                    if callable(answer):
-                        answer = answer(msg)
-                    for item in answer:
-                        if isinstance(item, BaseException):
-                            raise item
-                        if isinstance(item, (int, float)):
-                            await asyncio.sleep(item)
-                            continue
-                        yield item
-                methods[name] = stream
-            else:
-                async def unary(self, msg, _key=key, _rpc=the_rpc):
-                    rec.calls.append((*_key, msg))
-                    answer = rec.replies.get(_key)
-                    if callable(answer):
-                        answer = answer(msg)
-                    if isinstance(answer, BaseException):
-                        raise answer
-                    return answer if answer is not None else _rpc.reply()
-                methods[name] = unary
-        services[attr] = type(f"Fake{base.__name__}", (base,), methods)()
-    return Api(**services)
+@contextlib.asynccontextmanager
+async def serve(tmp_path: Path, *, require_token: bool = False,
+                **config: Any) -> AsyncIterator[Stack]:
+    settings: dict[str, Any] = {"data_dir": tmp_path / "data", "token": TOKEN,
+                                "import_roots": [str(tmp_path / "imports")], **config}
+    daemon = open_daemon(Config(**settings))
+    try:
+        app = make_app(daemon.api, daemon.config, require_token=require_token)
+        async with TestClient(TestServer(app)) as client:
+            yield Stack(client, daemon)
+    finally:
+        daemon.close()
 
 
 @pytest.fixture
-async def shim(tmp_path):
-    rec = Recorder()
-    config = Config(data_dir=tmp_path, token=TOKEN, max_body_bytes=4096)
-    app = make_app(fake_api(rec), config, require_token=False)
-    async with TestClient(TestServer(app)) as client:
-        yield client, rec
-
-
-@pytest.fixture
-async def tcp_shim(tmp_path):
-    rec = Recorder()
-    config = Config(data_dir=tmp_path, token=TOKEN)
-    app = make_app(fake_api(rec), config, require_token=True)
-    async with TestClient(TestServer(app)) as client:
-        yield client, rec
+async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
+    async with serve(tmp_path) as s:
+        yield s
 
 
 async def raw_request(client: TestClient, method: str, target: str,
@@ -333,10 +336,17 @@ async def raw_request(client: TestClient, method: str, target: str,
     return status, hdrs, payload
 
 
+def validate_error_body(body: Any) -> None:
+    root = {"$ref": "#/components/schemas/ErrorResponse",
+            "components": openapi_document()["components"]}
+    jsonschema.Draft202012Validator(root).validate(body)
+
+
 async def assert_error(resp, status: int, code: str) -> dict[str, Any]:
     assert resp.status == status, await resp.text()
     assert resp.content_type == "application/json"
     body = await resp.json()
+    validate_error_body(body)
     assert set(body) == {"error"}
     assert body["error"]["code"] == code
     assert body["error"]["status"] == status
@@ -344,31 +354,400 @@ async def assert_error(resp, status: int, code: str) -> dict[str, Any]:
     return body["error"]
 
 
+def etag_of(data: bytes) -> str:
+    return f'"{blake3.blake3(data).hexdigest()}"'
+
+
+def make_tar(files: dict[str, bytes], *, gz: bool = False) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz" if gz else "w") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def make_zip(files: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data in files.items():
+            zf.writestr(zipfile.ZipInfo(name, (2024, 1, 2, 3, 4, 6)), data)
+    return buf.getvalue()
+
+
+ARCHIVES: dict[str, Callable[[dict[str, bytes]], bytes]] = {
+    "tar": make_tar,
+    "tar.gz": functools.partial(make_tar, gz=True),
+    "tgz": functools.partial(make_tar, gz=True),
+    "zip": make_zip,
+}
+
+
+def archive_members(fmt: str, data: bytes) -> dict[str, bytes]:
+    """Regular files of an exported archive, name -> bytes."""
+    if fmt == "zip":
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            return {n: zf.read(n) for n in zf.namelist() if not n.endswith("/")}
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as tar:
+        return {m.name: tar.extractfile(m).read() for m in tar if m.isreg()}  # type: ignore[union-attr]
+
+
+# ---- one route, one RPC: the effect each route has on a real daemon
+
+
+@dataclass
+class World:
+    """A session with files, a checkpoint and a commit of them, then one more file."""
+
+    stack: Stack
+    sid: str
+    ckp: str
+    cmt: str
+
+    def s(self, suffix: str = "") -> str:
+        return f"/v1/sessions/{self.sid}{suffix}"
+
+    async def json(self, method: str, suffix: str, status: int = 200, **kw: Any) -> Any:
+        return await self.stack.json(method, self.s(suffix), status, **kw)
+
+    async def read(self, path: str, sid: str = "") -> tuple[int, bytes]:
+        return await self.stack.read(sid or self.sid, path)
+
+    async def stat(self, path: str) -> dict[str, Any]:
+        return await self.json("GET", f"/stat/{path}")
+
+
+WORLD_FILES = {"dir/sub/file.txt": b"hello\n", "top.txt": b"top\n"}
+LATER = b"later\n"  # written after the checkpoint and the commit
+
+
+async def make_world(stack: Stack) -> World:
+    sid = await stack.new_session(name="world", labels={"team": "infra"})
+    for path, data in WORLD_FILES.items():
+        await stack.put(sid, path, data)
+    ckp = await stack.checkpoint(sid, "one")
+    cmt = (await stack.json("POST", f"/v1/sessions/{sid}/commits", 201,
+                            json={"message": "first"}))["id"]
+    await stack.put(sid, "later.txt", LATER)
+    return World(stack, sid, ckp, cmt)
+
+
+Effect = Callable[[World], Awaitable[Any]]
+EFFECTS: dict[tuple[str, str], Effect] = {}
+
+
+def effect(service: str, name: str) -> Callable[[Effect], Effect]:
+    """Register how to call one route and what must be true afterwards. The
+    check returns the route's JSON reply (None for non-JSON routes) so it can
+    also be held against the published schema."""
+    def register(fn: Effect) -> Effect:
+        EFFECTS[(service, name)] = fn
+        return fn
+    return register
+
+
+@effect("sessions", "create_session")
+async def _create_session(w: World) -> Any:
+    made = await w.stack.json("POST", "/v1/sessions", 201,
+                              json={"name": "made", "labels": {"k": "v"}})
+    assert made["id"] != w.sid
+    got = await w.stack.json("GET", f"/v1/sessions/{made['id']}")
+    assert (got["name"], got["labels"], got["fileCount"]) == ("made", {"k": "v"}, "0")
+    return made
+
+
+@effect("sessions", "list_sessions")
+async def _list_sessions(w: World) -> Any:
+    other = await w.stack.new_session(name="other")
+    listed = await w.stack.json("GET", "/v1/sessions")
+    assert [s["id"] for s in listed["sessions"]] == [w.sid, other]
+    return listed
+
+
+@effect("sessions", "get_session")
+async def _get_session(w: World) -> Any:
+    got = await w.json("GET", "")
+    total = sum(map(len, WORLD_FILES.values())) + len(LATER)
+    assert (got["id"], got["name"], got["fileCount"], got["totalBytes"]) == (
+        w.sid, "world", "3", str(total))
+    return got
+
+
+@effect("sessions", "update_session")
+async def _update_session(w: World) -> Any:
+    updated = await w.json("PATCH", "", json={"name": "renamed", "tags": ["t"]})
+    got = await w.json("GET", "")
+    # Only what the request set changes: labels stay.
+    assert (got["name"], got["tags"], got["labels"]) == ("renamed", ["t"], {"team": "infra"})
+    return updated
+
+
+@effect("sessions", "delete_session")
+async def _delete_session(w: World) -> Any:
+    deleted = await w.json("DELETE", "")
+    assert deleted["id"] == w.sid
+    await assert_error(await w.stack.client.get(w.s()), 404, "not_found")
+    return deleted
+
+
+@effect("sessions", "fork_session")
+async def _fork_session(w: World) -> Any:
+    child = await w.json("POST", ":fork", 201, json={"name": "child"})
+    assert child["id"] != w.sid
+    assert (child["parentSessionId"], child["name"]) == (w.sid, "child")
+    assert await w.read("later.txt", child["id"]) == (200, LATER)
+    await w.stack.put(child["id"], "only-in-child.txt", b"c")
+    assert (await w.read("only-in-child.txt"))[0] == 404
+    return child
+
+
+@effect("sessions", "archive_session")
+async def _archive_session(w: World) -> Any:
+    archived = await w.json("POST", ":archive")
+    assert archived["state"] == "SESSION_STATE_ARCHIVED"
+    resp = await w.stack.client.put(w.s("/files/x"), data=b"x")
+    await assert_error(resp, 412, "failed_precondition")
+    return archived
+
+
+@effect("sessions", "restore_session")
+async def _restore_session(w: World) -> Any:
+    restored = await w.json("POST", ":restore", json={"checkpointId": w.ckp})
+    assert (await w.read("later.txt"))[0] == 404
+    assert await w.read("top.txt") == (200, b"top\n")
+    return restored
+
+
+@effect("files", "get_manifest")
+async def _get_manifest(w: World) -> Any:
+    manifest = await w.json("GET", "/manifest")
+    files = {e["path"] for e in manifest["entries"] if e["kind"] == "ENTRY_KIND_FILE"}
+    assert files == {*WORLD_FILES, "later.txt"}
+    assert manifest["rootHash"] == (await w.json("GET", ""))["rootHash"]
+    return manifest
+
+
+@effect("files", "list_changes")
+async def _list_changes(w: World) -> Any:
+    changes = await w.json("GET", f"/changes?since={w.ckp}")
+    assert [(c["path"], c["kind"]) for c in changes["changes"]] == [
+        ("later.txt", "CHANGE_KIND_ADDED")]
+    return changes
+
+
+@effect("persistence", "diff")
+async def _diff(w: World) -> Any:
+    diff = await w.json("GET", f"/diff?from={w.ckp}")
+    assert [f["change"]["path"] for f in diff["files"]] == ["later.txt"]
+    assert "+later" in diff["unified"]
+    return diff
+
+
+@effect("files", "list_tree")
+async def _list_tree(w: World) -> Any:
+    tree = await w.json("GET", "/tree")
+    assert {e["path"] for e in tree["entries"]} == {"dir", "top.txt", "later.txt"}
+    return tree
+
+
+@effect("files", "read_file")
+async def _read_file(w: World) -> None:
+    resp = await w.stack.client.get(w.s("/files/dir/sub/file.txt"))
+    assert (resp.status, await resp.read()) == (200, b"hello\n")
+    assert resp.headers["ETag"] == etag_of(b"hello\n")
+
+
+@effect("files", "write_file")
+async def _write_file(w: World) -> Any:
+    written = await w.json("PUT", "/files/new/deep.txt", data=b"raw-bytes")
+    assert (written["path"], written["size"]) == ("new/deep.txt", "9")
+    assert await w.read("new/deep.txt") == (200, b"raw-bytes")
+    return written
+
+
+@effect("files", "delete_file")
+async def _delete_file(w: World) -> Any:
+    deleted = await w.json("DELETE", "/files/top.txt")
+    assert deleted["path"] == "top.txt"
+    assert (await w.read("top.txt"))[0] == 404
+    return deleted
+
+
+@effect("files", "patch_file")
+async def _patch_file(w: World) -> Any:
+    diff = b"--- a/top.txt\n+++ b/top.txt\n@@ -1 +1 @@\n-top\n+TOP\n"
+    patched = await w.json("PATCH", "/files/top.txt", data=diff,
+                           headers={"Content-Type": "text/x-diff"})
+    assert await w.read("top.txt") == (200, b"TOP\n")
+    return patched
+
+
+@effect("files", "stat")
+async def _stat(w: World) -> Any:
+    info = await w.stat("dir/sub/file.txt")
+    assert (info["path"], info["kind"], info["size"]) == ("dir/sub/file.txt", "ENTRY_KIND_FILE", "6")
+    return info
+
+
+@effect("files", "rename")
+async def _rename(w: World) -> Any:
+    moved = await w.json("POST", "/fs:rename", json={"fromPath": "top.txt",
+                                                     "toPath": "dir/moved.txt"})
+    assert moved["path"] == "dir/moved.txt"
+    assert (await w.read("top.txt"))[0] == 404
+    assert await w.read("dir/moved.txt") == (200, b"top\n")
+    return moved
+
+
+@effect("files", "mkdir")
+async def _mkdir(w: World) -> Any:
+    made = await w.json("POST", "/fs:mkdir", json={"path": "made/deep", "parents": True})
+    assert (await w.stat("made/deep"))["kind"] == "ENTRY_KIND_DIRECTORY"
+    return made
+
+
+@effect("files", "rmdir")
+async def _rmdir(w: World) -> Any:
+    removed = await w.json("POST", "/fs:rmdir", json={"path": "dir", "recursive": True})
+    assert (await w.read("dir/sub/file.txt"))[0] == 404
+    return removed
+
+
+@effect("files", "symlink")
+async def _symlink(w: World) -> Any:
+    link = await w.json("POST", "/fs:symlink", json={"path": "link", "target": "top.txt"})
+    info = await w.stat("link")
+    assert (info["kind"], info["symlinkTarget"]) == ("ENTRY_KIND_SYMLINK", "top.txt")
+    return link
+
+
+@effect("files", "copy")
+async def _copy(w: World) -> Any:
+    copied = await w.json("POST", "/fs:copy", json={"fromPath": "dir", "toPath": "dir2"})
+    assert await w.read("dir2/sub/file.txt") == (200, b"hello\n")
+    assert await w.read("dir/sub/file.txt") == (200, b"hello\n")
+    return copied
+
+
+@effect("persistence", "create_checkpoint")
+async def _create_checkpoint(w: World) -> Any:
+    made = await w.json("POST", "/checkpoints", 201, json={"message": "two", "labels": {"a": "b"}})
+    got = await w.json("GET", f"/checkpoints/{made['id']}")
+    assert (got["message"], got["labels"], got["fileCount"]) == ("two", {"a": "b"}, "3")
+    return made
+
+
+@effect("persistence", "list_checkpoints")
+async def _list_checkpoints(w: World) -> Any:
+    listed = await w.json("GET", "/checkpoints")
+    assert [c["id"] for c in listed["checkpoints"]] == [w.ckp]
+    return listed
+
+
+@effect("persistence", "get_checkpoint")
+async def _get_checkpoint(w: World) -> Any:
+    got = await w.json("GET", f"/checkpoints/{w.ckp}")
+    assert (got["id"], got["sessionId"], got["message"], got["fileCount"]) == (
+        w.ckp, w.sid, "one", "2")
+    return got
+
+
+@effect("persistence", "delete_checkpoint")
+async def _delete_checkpoint(w: World) -> Any:
+    deleted = await w.json("DELETE", f"/checkpoints/{w.ckp}")
+    assert deleted["id"] == w.ckp
+    await assert_error(await w.stack.client.get(w.s(f"/checkpoints/{w.ckp}")), 404, "not_found")
+    return deleted
+
+
+@effect("persistence", "create_commit")
+async def _create_commit(w: World) -> Any:
+    made = await w.json("POST", "/commits", 201, json={"message": "second", "author": "me"})
+    assert (made["parentCommitId"], made["author"], made["fileCount"]) == (w.cmt, "me", "3")
+    return made
+
+
+@effect("persistence", "list_commits")
+async def _list_commits(w: World) -> Any:
+    listed = await w.json("GET", "/commits")
+    assert [c["id"] for c in listed["commits"]] == [w.cmt]
+    return listed
+
+
+@effect("persistence", "get_commit")
+async def _get_commit(w: World) -> Any:
+    got = await w.stack.json("GET", f"/v1/commits/{w.cmt}")
+    assert (got["sessionId"], got["message"], got["fileCount"]) == (w.sid, "first", "2")
+    return got
+
+
+@effect("persistence", "export")
+async def _export(w: World) -> None:
+    resp = await w.stack.client.get(w.s("/export"))
+    assert resp.status == 200
+    assert archive_members("tar", await resp.read()) == {**WORLD_FILES, "later.txt": LATER}
+
+
+@effect("persistence", "import_")
+async def _import(w: World) -> Any:
+    imported = await w.json("POST", "/import?path=imp", data=make_tar({"x.txt": b"imported"}))
+    assert imported["files"] == "1"
+    assert await w.read("imp/x.txt") == (200, b"imported")
+    return imported
+
+
+@effect("observability", "health")
+async def _health(w: World) -> Any:
+    health = await w.stack.json("GET", "/v1/health")
+    assert (health["status"], health["checks"]) == ("ok", {"metadata": "ok", "blobs": "ok"})
+    return health
+
+
+def served_by_generated_base(api: Api, service: str, name: str) -> bool:
+    """True while the daemon serves this RPC with the generated base (UNIMPLEMENTED)."""
+    return getattr(type(getattr(api, service)), name) is getattr(service_classes()[service], name)
+
+
 def _body_for(route: Route) -> tuple[bytes | None, dict[str, str]]:
     if route.body == "json":
         return b"{}", {"Content-Type": "application/json"}
     if route.body == "raw":
-        if route.rpc == "patch_file":
-            return b"--- a\n+++ b\n", {"Content-Type": "text/x-diff"}
         return b"raw-bytes", {"Content-Type": "application/octet-stream"}
     return None, {}
 
 
+def test_effect_checks_name_routed_rpcs() -> None:
+    routed = {(r.service, r.rpc) for r in ROUTES}
+    assert set(EFFECTS) <= routed, set(EFFECTS) - routed
+
+
 @pytest.mark.parametrize("route", ROUTES, ids=lambda r: f"{r.method} {r.path}")
-async def test_app_routes_each_path_to_its_rpc(shim, route: Route) -> None:
-    client, rec = shim
-    if route.kind == "raw_file":
-        rec.replies[("files", "read_file")] = pb.ReadFileResponse(data=b"x", hash="h", size=1)
-    body, headers = _body_for(route)
-    resp = await client.request(route.method, sample_url(route), data=body, headers=headers)
-    assert resp.status == route.success_status, await resp.text()
-    service, name, msg = rec.last()
-    assert (service, name) == (route.service, route.rpc)
-    assert isinstance(msg, rpc(route.service, route.rpc).request)
-    for param in compile_template(route.path)[1]:
-        assert getattr(msg, param) == SAMPLE_PARAMS[param]
-    if route.body == "raw" and route.rpc != "patch_file":
-        assert getattr(msg, route.raw_field) == b"raw-bytes"
+async def test_each_route_reaches_its_rpc(stack: Stack, route: Route) -> None:
+    """Every route, on the real daemon: an implemented RPC must show its effect
+    (and its reply must match the published schema); one the daemon does not
+    implement yet (cache, bus, events, review...) must answer the 501 JSON error."""
+    w = await make_world(stack)
+    check = EFFECTS.get((route.service, route.rpc))
+    if check is None:
+        assert served_by_generated_base(stack.daemon.api, route.service, route.rpc), (
+            f"{route.service}.{route.rpc} is implemented now: add an @effect check for it")
+        body, headers = _body_for(route)
+        url = sample_url(route, session_id=w.sid, checkpoint_id=w.ckp, commit_id=w.cmt)
+        resp = await stack.client.request(route.method, url, data=body, headers=headers)
+        await assert_error(resp, 501, "unimplemented")
+        return
+    reply = await check(w)
+    if route.kind == "message":
+        content = openapi_document()["paths"][route.path][route.method.lower()]["responses"][
+            str(route.success_status)]["content"]["application/json"]
+        root = {**content["schema"], "components": openapi_document()["components"]}
+        jsonschema.Draft202012Validator(root).validate(reply)
+    else:
+        assert reply is None
+
+
+# ---- routing
 
 
 @pytest.mark.parametrize("route", ROUTES, ids=lambda r: f"{r.method} {r.path}")
@@ -391,18 +770,37 @@ def test_router_resolves_each_sample_url_to_its_route(route: Route) -> None:
      {"approval_id": "apr_1"}),
     ("GET", "/v1/sessions/ses_1/files/a:b/c%20d", "read_file", {"path": "a:b/c d"}),
     ("GET", "/v1/sessions/ses_1/files/a%2Fb", "read_file", {"path": "a/b"}),
+    ("HEAD", "/v1/sessions/ses_1/files/a", "read_file", {"path": "a"}),
     ("GET", "/v1/sessions/ses_1/stat/", "stat", {"path": ""}),
     ("POST", "/v1/sessions/ses_1/fs:rename", "rename", {}),
 ])
-async def test_tricky_paths_pick_the_right_route(shim, method, url, rpc_name, params) -> None:
-    client, rec = shim
-    rec.replies[("files", "read_file")] = pb.ReadFileResponse(hash="h")
-    resp = await client.request(method, url, data=b"{}" if method == "POST" else None)
-    assert resp.status < 300, await resp.text()
-    _, name, msg = rec.last()
-    assert name == rpc_name
+def test_tricky_paths_pick_the_right_route(method, url, rpc_name, params) -> None:
+    match = Router(ROUTES).resolve(method, url)
+    assert match.route.rpc == rpc_name
     for k, v in params.items():
-        assert getattr(msg, k) == v
+        assert match.params[k] == v
+
+
+async def test_tricky_paths_reach_the_right_files(stack: Stack) -> None:
+    sid = await stack.new_session()
+    s = f"/v1/sessions/{sid}"
+    cases = (("a:b/c%20d", "a:b/c d", b"colon and space"), ("a%2Fb", "a/b", b"nested"))
+    for target, _, data in cases:
+        status, _, body = await raw_request(stack.client, "PUT", f"{s}/files/{target}", body=data)
+        assert status == 200, body
+    for target, path, data in cases:
+        status, _, body = await raw_request(stack.client, "GET", f"{s}/files/{target}")
+        assert (status, body) == (200, data)
+        status, _, body = await raw_request(stack.client, "GET", f"{s}/stat/{target}")
+        assert (status, json.loads(body)["path"]) == (200, path)
+    status, headers, body = await raw_request(stack.client, "HEAD", f"{s}/files/a%2Fb")
+    assert (status, headers["content-length"], body) == (200, "6", b"")
+    root = await stack.json("GET", f"{s}/stat/")
+    assert (root["path"], root["kind"]) == ("", "ENTRY_KIND_DIRECTORY")
+    tree = await stack.json("GET", f"{s}/tree?recursive=true")
+    assert {e["path"] for e in tree["entries"]} == {"a:b", "a:b/c d", "a", "a/b"}
+    # The literal "keys" is the listing (ListKeys: not implemented yet), never the key "keys".
+    await assert_error(await stack.client.get(f"{s}/cache/keys"), 501, "unimplemented")
 
 
 @pytest.mark.parametrize(("method", "url", "status", "code"), [
@@ -416,84 +814,135 @@ async def test_tricky_paths_pick_the_right_route(shim, method, url, rpc_name, pa
     ("GET", "/v1/sessions/ses%3A1", 400, "invalid_argument"),
     ("GET", "/v1/sessions/ses%2F1/manifest", 400, "invalid_argument"),
 ])
-async def test_unknown_routes_and_methods_are_json_errors(shim, method, url, status,
+async def test_unknown_routes_and_methods_are_json_errors(stack: Stack, method, url, status,
                                                           code) -> None:
-    client, rec = shim
-    got, headers, body = await raw_request(client, method, url)
+    got, headers, body = await raw_request(stack.client, method, url)
     assert got == status, body
     assert headers["content-type"].startswith("application/json")
-    assert json.loads(body)["error"] == {"code": code, "status": status, "details": ANY,
-                                         "message": ANY}
+    validate_error_body(json.loads(body))
+    error = json.loads(body)["error"]
+    assert (error["code"], error["status"]) == (code, status)
     if status == 405:
         assert "allow" in headers
-    assert not rec.calls
 
 
-async def test_raw_path_decoding_is_strict_and_keeps_dot_segments(shim) -> None:
-    client, rec = shim
-    rec.replies[("files", "stat")] = pb.FileInfo(path="x")
-    base = "/v1/sessions/ses_1/stat/"
+async def test_raw_path_decoding_is_strict_and_keeps_dot_segments(stack: Stack) -> None:
+    sid = await stack.new_session()
+    await stack.put(sid, "café", b"c")
+    base = f"/v1/sessions/{sid}/stat/"
     for bad in ("a/%FF", "a%00b", "a/%C3", "a/%zz"):
-        status, _, body = await raw_request(client, "GET", base + bad)
+        status, _, body = await raw_request(stack.client, "GET", base + bad)
         assert status == 400, bad
-        assert json.loads(body)["error"]["code"] == "invalid_argument"
-    assert not rec.calls
+        error = json.loads(body)["error"]
+        # Refused while decoding the URL: the error names the parameter, not a path.
+        assert (error["code"], error["details"]) == ("invalid_argument", {"parameter": "path"})
     for raw, decoded in (("../etc/passwd", "../etc/passwd"), ("a/./b/../c", "a/./b/../c"),
-                         ("a//b", "a//b"), ("%2E%2E/x", "../x"), ("caf%C3%A9", "café")):
-        status, _, _ = await raw_request(client, "GET", base + raw)
-        assert status == 200, raw
-        assert rec.last()[2].path == decoded
+                         ("a//b", "a//b"), ("%2E%2E/x", "../x")):
+        status, _, body = await raw_request(stack.client, "GET", base + raw)
+        assert status == 400, raw
+        error = json.loads(body)["error"]
+        # Refused by the service, which saw the path exactly as sent (decoded, not normalised).
+        assert (error["code"], error["details"]) == ("invalid_argument", {"path": decoded})
+    status, _, body = await raw_request(stack.client, "GET", base + "caf%C3%A9")
+    assert (status, json.loads(body)["path"]) == (200, "café")
 
 
-async def test_query_parameters_are_decoded_strictly(shim) -> None:
-    client, rec = shim
-    status, _, body = await raw_request(client, "GET", "/v1/sessions/ses_1/tree?path=%FF")
+async def test_query_parameters_are_decoded_strictly(stack: Stack) -> None:
+    sid = await stack.new_session()
+    await stack.put(sid, "a b/c/f.txt", b"f")
+    await stack.put(sid, "a+b/c/g.txt", b"g")
+    tree = f"/v1/sessions/{sid}/tree"
+    status, _, body = await raw_request(stack.client, "GET", tree + "?path=%FF")
     assert status == 400
-    status, _, _ = await raw_request(client, "GET", "/v1/sessions/ses_1/tree?path=a+b%2Fc")
-    assert status == 200
-    assert rec.last()[2].path == "a b/c"
+    assert json.loads(body)["error"]["details"] == {"parameter": "path"}
+    for query, listed in (("a+b%2Fc", "a b/c/f.txt"), ("a%2Bb/c", "a+b/c/g.txt")):
+        status, _, body = await raw_request(stack.client, "GET", f"{tree}?path={query}")
+        assert status == 200, body
+        assert [e["path"] for e in json.loads(body)["entries"]] == [listed]
 
 
-async def test_query_params_fill_typed_fields(shim) -> None:
-    client, rec = shim
-    resp = await client.get("/v1/sessions?label=team=infra&label=env=prod&tag=a&tags=b"
-                            "&state=active&page_size=5&pageToken=t")
-    assert resp.status == 200, await resp.text()
-    msg = rec.last()[2]
-    assert msg.labels == {"team": "infra", "env": "prod"}
-    assert msg.tags == ["a", "b"]
-    assert msg.state == pb.SessionState.ACTIVE
-    assert (msg.page_size, msg.page_token) == (5, "t")
+async def test_query_params_filter_and_paginate_the_session_list(stack: Stack) -> None:
+    async def make(env: str, tags: list[str], team: str = "infra") -> str:
+        return await stack.new_session(labels={"team": team, "env": env}, tags=tags)
 
-    await client.get("/v1/sessions/ses_1/tree?depth=0&at=ckp_1")
-    assert (rec.last()[2].depth, rec.last()[2].at) == (0, "ckp_1")
-    await client.get("/v1/sessions/ses_1/diff?from=base&to=ckp_1&path=a&path=b&name_only=true")
-    msg = rec.last()[2]
-    assert (msg.from_, msg.to, msg.paths, msg.name_only) == ("base", "ckp_1", ["a", "b"], True)
-    await client.get("/v1/sessions/ses_1/events?after=7&type=file.written&limit=3")
-    msg = rec.last()[2]
-    assert (msg.after, msg.types, msg.limit) == (7, ["file.written"], 3)
-    await client.get("/v1/sessions/ses_1/approvals?state=APPROVAL_STATE_PENDING")
-    assert rec.last()[2].state == pb.ApprovalState.PENDING
+    s1 = await make("prod", ["a", "b"])
+    s2 = await make("prod", ["a"])
+    s3 = await make("dev", ["a", "b"])
+    s4 = await make("prod", ["b", "a"])
+    await stack.json("POST", f"/v1/sessions/{s4}:archive")
+    await make("prod", ["a", "b"], team="web")
+
+    async def ids(query: str) -> list[str]:
+        return [s["id"] for s in (await stack.json("GET", f"/v1/sessions?{query}"))["sessions"]]
+
+    wanted = "label=team=infra&label=env=prod&tag=a&tags=b"
+    assert await ids(wanted) == [s1, s4]
+    assert await ids(wanted + "&state=active") == [s1]
+    assert await ids(wanted + "&state=SESSION_STATE_ARCHIVED") == [s4]
+    first = await stack.json("GET", "/v1/sessions?label=team=infra&page_size=3")
+    assert [s["id"] for s in first["sessions"]] == [s1, s2, s3]
+    assert first["nextPageToken"]
+    rest = await stack.json(
+        "GET", f"/v1/sessions?label=team=infra&pageSize=3&pageToken={first['nextPageToken']}")
+    assert ([s["id"] for s in rest["sessions"]], rest["nextPageToken"]) == ([s4], "")
+
+
+async def test_query_params_select_state_depth_and_paths(stack: Stack) -> None:
+    w = await make_world(stack)
+    await stack.put(w.sid, "dir/other.txt", b"o")
+
+    async def paths(suffix: str) -> list[str]:
+        return [e["path"] for e in (await w.json("GET", suffix))["entries"]]
+
+    assert await paths(f"/tree?recursive=true&at={w.ckp}") == [
+        "dir", "dir/sub", "dir/sub/file.txt", "top.txt"]
+    assert await paths("/tree?path=dir") == ["dir/other.txt", "dir/sub"]
+    assert await paths("/tree?path=dir&depth=2") == ["dir/other.txt", "dir/sub",
+                                                     "dir/sub/file.txt"]
+    diff = await w.json("GET", f"/diff?from=base&to={w.ckp}&path=dir/sub&path=top.txt"
+                        "&name_only=true")
+    assert {f["change"]["path"] for f in diff["files"]} == {"dir/sub/file.txt", "top.txt"}
+    assert all(f["unified"] == "" for f in diff["files"])
+    full = await w.json("GET", f"/diff?from={w.ckp}&path=dir")
+    assert [f["change"]["path"] for f in full["files"]] == ["dir/other.txt"]
+    assert "+o" in full["files"][0]["unified"]
+
+
+@pytest.mark.parametrize(("query", "status"), [
+    # Well-typed values get through to the service (events and review: not implemented
+    # yet); badly typed ones stop at the shim.
+    ("events?after=7&type=file.written&limit=3", 501),
+    ("events?after=x", 400),
+    ("events?limit=-1", 400),
+    ("approvals?state=APPROVAL_STATE_PENDING", 501),
+    ("approvals?state=bogus", 400),
+])
+async def test_typed_query_values_on_routes_not_implemented_yet(stack: Stack, query,
+                                                                status) -> None:
+    sid = await stack.new_session()
+    resp = await stack.client.get(f"/v1/sessions/{sid}/{query}")
+    await assert_error(resp, status, "unimplemented" if status == 501 else "invalid_argument")
 
 
 @pytest.mark.parametrize("query", [
     "page_size=-1", "page_size=abc", "page_size=4294967296", "state=bogus",
     "nope=1", "page_size=1&page_size=2", "label=novalue", "label==v",
 ])
-async def test_bad_query_values_are_invalid_argument(shim, query) -> None:
-    client, rec = shim
-    await assert_error(await client.get(f"/v1/sessions?{query}"), 400, "invalid_argument")
-    assert not rec.calls
+async def test_bad_query_values_are_invalid_argument(stack: Stack, query) -> None:
+    await assert_error(await stack.client.get(f"/v1/sessions?{query}"), 400, "invalid_argument")
 
 
-async def test_path_params_win_over_body_and_query(shim) -> None:
-    client, rec = shim
-    resp = await client.post("/v1/sessions/ses_1:fork?session_id=other",
-                             json={"sessionId": "body", "name": "n", "labels": {"a": "b"}})
-    assert resp.status == 201
-    msg = rec.last()[2]
-    assert (msg.session_id, msg.name, msg.labels) == ("ses_1", "n", {"a": "b"})
+async def test_path_params_win_over_body_and_query(stack: Stack) -> None:
+    a, b, c = [await stack.new_session(name=n) for n in "abc"]
+    await stack.put(a, "only-in-a.txt", b"a")
+    child = await stack.json("POST", f"/v1/sessions/{a}:fork?session_id={b}", 201,
+                             json={"sessionId": c, "name": "n", "labels": {"x": "y"}})
+    assert (child["parentSessionId"], child["name"], child["labels"]) == (a, "n", {"x": "y"})
+    assert await stack.read(child["id"], "only-in-a.txt") == (200, b"a")
+    await stack.json("PUT", f"/v1/sessions/{a}/files/x.txt?path=y.txt&session_id={b}", data=b"x")
+    assert await stack.read(a, "x.txt") == (200, b"x")
+    assert (await stack.read(a, "y.txt"))[0] == 404
+    assert (await stack.read(b, "x.txt"))[0] == 404
 
 
 @pytest.mark.parametrize("body", [
@@ -502,374 +951,498 @@ async def test_path_params_win_over_body_and_query(shim) -> None:
     b'{"source": {"blank": {}, "git": {"url": "u"}}}', b'\xff\xfe{',
     b'{"source": {"archive": {"data": "not base64!"}}}',
 ])
-async def test_bad_json_bodies_are_invalid_argument(shim, body) -> None:
-    client, rec = shim
-    resp = await client.post("/v1/sessions", data=body,
-                             headers={"Content-Type": "application/json"})
+async def test_bad_json_bodies_are_invalid_argument(stack: Stack, body) -> None:
+    resp = await stack.client.post("/v1/sessions", data=body,
+                                   headers={"Content-Type": "application/json"})
     await assert_error(resp, 400, "invalid_argument")
-    assert not rec.calls
+    assert (await stack.json("GET", "/v1/sessions"))["sessions"] == []
 
 
-async def test_json_body_accepts_the_proto3_json_mapping(shim) -> None:
-    client, rec = shim
-    resp = await client.post("/v1/sessions", json={
-        "name": "n", "source": {"archive": {"data": "AP-_", "format": "ARCHIVE_FORMAT_ZIP"}},
+def urlsafe_zip() -> tuple[bytes, str]:
+    """A zip whose unpadded URL-safe base64 uses the URL-safe letters."""
+    for i in range(1000):
+        data = make_zip({"z/one.txt": f"zip {i}".encode()})
+        text = base64.urlsafe_b64encode(data).decode().rstrip("=")
+        if ("-" in text or "_" in text) and len(data) % 3:
+            return data, text
+    raise AssertionError("no sample found")
+
+
+async def test_json_body_accepts_the_proto3_json_mapping(stack: Stack) -> None:
+    data, text = urlsafe_zip()
+    made = await stack.json("POST", "/v1/sessions", 201, json={
+        "name": "n", "source": {"archive": {"data": text, "format": "ARCHIVE_FORMAT_ZIP"}},
         "policy": {"max_bytes": "10", "maxFiles": 3, "readOnly": True},
         "tags": ["t"], "owner": None,
     })
-    assert resp.status == 201, await resp.text()
-    msg = rec.last()[2]
-    assert msg.source.archive.data == b"\x00\xff\xbf"
-    assert msg.source.archive.format == pb.ArchiveFormat.ZIP
-    assert (msg.policy.max_bytes, msg.policy.max_files, msg.policy.read_only) == (10, 3, True)
+    assert (made["sourceKind"], made["sourceRef"]) == ("archive", f"{len(data)} bytes")
+    assert await stack.read(made["id"], "z/one.txt") == (200, zipfile.ZipFile(
+        io.BytesIO(data)).read("z/one.txt"))
+    policy = made["policy"]
+    assert (policy["maxBytes"], policy["maxFiles"], policy["readOnly"]) == ("10", "3", True)
+    assert (made["tags"], made["owner"]) == (["t"], "")
+    resp = await stack.client.put(f"/v1/sessions/{made['id']}/files/x", data=b"x")
+    await assert_error(resp, 412, "failed_precondition")  # readOnly really arrived
 
 
-async def test_response_is_proto3_json_with_defaults(shim) -> None:
-    client, rec = shim
-    rec.replies[("sessions", "get_session")] = pb.Session(id="ses_1", total_bytes=2**63)
-    resp = await client.get("/v1/sessions/ses_1")
-    body = await resp.json()
-    assert body["id"] == "ses_1"
-    assert body["totalBytes"] == str(2**63)
-    assert body["state"] == "SESSION_STATE_UNSPECIFIED"
-    assert body["labels"] == {} and body["policy"] is None
+async def test_response_is_proto3_json_with_defaults(stack: Stack) -> None:
+    sid = await stack.new_session()
+    await stack.put(sid, "f", b"12345")
+    body = await stack.json("GET", f"/v1/sessions/{sid}")
+    assert (body["fileCount"], body["totalBytes"]) == ("1", "5")  # 64-bit: strings
+    assert body["state"] == "SESSION_STATE_ACTIVE"
+    assert (body["labels"], body["tags"], body["owner"], body["archiveTime"]) == ({}, [], "", None)
+    assert (body["policy"]["maxBytes"], body["policy"]["readOnly"]) == ("0", False)
+    datetime.datetime.fromisoformat(body["createTime"])
 
 
-async def test_archive_upload_creates_a_session(shim) -> None:
-    client, rec = shim
-    for ctype, fmt in (("application/x-tar", pb.ArchiveFormat.TAR),
-                       ("application/gzip", pb.ArchiveFormat.TAR_GZ),
-                       ("application/zip", pb.ArchiveFormat.ZIP),
-                       ("application/octet-stream", pb.ArchiveFormat.UNSPECIFIED)):
-        resp = await client.post("/v1/sessions?name=up&label=a=1&label=b=2&tag=x&tag=y",
-                                 data=b"ARCHIVE", headers={"Content-Type": ctype})
-        assert resp.status == 201, await resp.text()
-        msg = rec.last()[2]
-        assert msg.source.archive.data == b"ARCHIVE"
-        assert msg.source.archive.format == fmt
-        assert (msg.name, msg.labels, msg.tags) == ("up", {"a": "1", "b": "2"}, ["x", "y"])
+@pytest.mark.parametrize(("ctype", "fmt"), [
+    ("application/x-tar", "tar"), ("application/gzip", "tar.gz"),
+    ("application/zip", "zip"), ("application/octet-stream", "zip"),  # sniffed
+])
+async def test_archive_upload_creates_a_session(stack: Stack, ctype, fmt) -> None:
+    archive = ARCHIVES[fmt]({"up/f.txt": b"uploaded"})
+    made = await stack.json("POST", "/v1/sessions?name=up&label=a=1&label=b=2&tag=x&tag=y",
+                            201, data=archive, headers={"Content-Type": ctype})
+    assert (made["name"], made["labels"], made["tags"]) == ("up", {"a": "1", "b": "2"},
+                                                            ["x", "y"])
+    assert (made["sourceKind"], made["fileCount"]) == ("archive", "1")
+    assert await stack.read(made["id"], "up/f.txt") == (200, b"uploaded")
 
 
-async def test_import_takes_the_raw_body(shim) -> None:
-    client, rec = shim
-    for fmt, expected in (("tar.gz", pb.ArchiveFormat.TAR_GZ), ("tgz", pb.ArchiveFormat.TAR_GZ),
-                          ("zip", pb.ArchiveFormat.ZIP), ("tar", pb.ArchiveFormat.TAR)):
-        resp = await client.post(f"/v1/sessions/ses_1/import?path=sub&format={fmt}",
-                                 data=b"BYTES")
-        assert resp.status == 200, await resp.text()
-        msg = rec.last()[2]
-        assert (msg.data, msg.path, msg.format) == (b"BYTES", "sub", expected)
+async def test_import_takes_the_raw_body(stack: Stack) -> None:
+    sid = await stack.new_session()
+    for i, fmt in enumerate(("tar.gz", "tgz", "zip", "tar")):
+        data = f"via {fmt}".encode()
+        reply = await stack.json("POST", f"/v1/sessions/{sid}/import?path=sub{i}&format={fmt}",
+                                 data=ARCHIVES[fmt]({"in/f.txt": data}))
+        assert reply["files"] == "1"
+        assert await stack.read(sid, f"sub{i}/in/f.txt") == (200, data)
+    resp = await stack.client.post(f"/v1/sessions/{sid}/import?format=rar", data=b"x")
+    await assert_error(resp, 400, "invalid_argument")
 
 
 # ---- errors
 
 
-@pytest.mark.parametrize(("exc", "status", "code"), [
-    (GRPCError(Status.UNIMPLEMENTED), 501, "unimplemented"),
-    (GRPCError(Status.NOT_FOUND, "gone"), 404, "not_found"),
-    (errors.NotFound("no session", session_id="ses_1"), 404, "not_found"),
-    (errors.Conflict("lost"), 409, "conflict"),
-    (errors.FailedPrecondition("archived"), 412, "failed_precondition"),
-    (errors.ResourceExhausted("quota"), 429, "resource_exhausted"),
-    (errors.Internal("secret internals"), 500, "internal"),
-    (RuntimeError("secret internals /var/lib/x"), 500, "internal"),
-])
-async def test_exceptions_become_the_error_shape(shim, exc, status, code, caplog) -> None:
-    client, rec = shim
-    rec.replies[("sessions", "get_session")] = exc
-    error = await assert_error(await client.get("/v1/sessions/ses_1"), status, code)
-    if code == "internal":
-        assert "secret" not in json.dumps(error)
-        assert error["details"]["request_id"]
-        assert "secret internals" in caplog.text  # logged with its traceback instead
-    if isinstance(exc, errors.NotFound):
-        assert error["details"] == {"session_id": "ses_1"}
+async def _unimplemented(stack: Stack, sid: str):
+    return await stack.client.get(f"/v1/sessions/{sid}/cache/stats"), {}
 
 
-async def test_the_generated_base_answers_501(tmp_path) -> None:
-    api = Api(**{attr: cls() for attr, cls in service_classes().items()})
-    app = make_app(api, Config(data_dir=tmp_path), require_token=False)
-    async with TestClient(TestServer(app)) as client:
-        await assert_error(await client.get("/v1/sessions/ses_1"), 501, "unimplemented")
-        await assert_error(await client.get("/v1/sessions/ses_1/export"), 501, "unimplemented")
-        resp = await client.get("/v1/sessions/ses_1/bus",
-                                headers={"Accept": "text/event-stream"})
-        await assert_error(resp, 501, "unimplemented")
+async def _not_found(stack: Stack, sid: str):
+    ghost = new_id("ses")
+    return await stack.client.get(f"/v1/sessions/{ghost}"), {"session_id": ghost}
 
 
-async def test_body_over_the_limit_is_413(shim) -> None:
-    client, rec = shim
-    resp = await client.put("/v1/sessions/ses_1/files/big", data=b"x" * 5000)
-    await assert_error(resp, 413, "payload_too_large")
+async def _conflict(stack: Stack, sid: str):
+    resp = await stack.client.put(f"/v1/sessions/{sid}/files/f", data=b"new",
+                                  headers={"If-Match": '"0000"'})
+    current = blake3.blake3(b"old").hexdigest()
+    return resp, {"path": "f", "current_hash": current}
 
-    async def chunks():
-        for _ in range(5):
-            yield b"x" * 1000
 
-    resp = await client.put("/v1/sessions/ses_1/files/big", data=chunks())
-    await assert_error(resp, 413, "payload_too_large")
-    assert not rec.calls
+async def _already_exists(stack: Stack, sid: str):
+    await stack.json("POST", f"/v1/sessions/{sid}/fs:mkdir", json={"path": "d"})
+    return (await stack.client.post(f"/v1/sessions/{sid}/fs:mkdir", json={"path": "d"}),
+            {"path": "d"})
+
+
+async def _failed_precondition(stack: Stack, sid: str):
+    await stack.json("POST", f"/v1/sessions/{sid}:archive")
+    return await stack.client.delete(f"/v1/sessions/{sid}/files/f"), {"session_id": sid}
+
+
+async def _permission_denied(stack: Stack, sid: str):
+    outside = stack.daemon.config.data_dir  # a real directory, not under import_roots
+    resp = await stack.client.post("/v1/sessions",
+                                   json={"source": {"directory": {"path": str(outside)}}})
+    return resp, {}
+
+
+async def _invalid_argument(stack: Stack, sid: str):
+    resp = await stack.client.post(f"/v1/sessions/{sid}/fs:mkdir", json={"path": "../x"})
+    return resp, {"path": "../x"}
+
+
+@pytest.mark.parametrize(("make", "status", "code"), [
+    (_unimplemented, 501, "unimplemented"),
+    (_not_found, 404, "not_found"),
+    (_conflict, 409, "conflict"),
+    (_already_exists, 409, "already_exists"),
+    (_failed_precondition, 412, "failed_precondition"),
+    (_permission_denied, 403, "permission_denied"),
+    (_invalid_argument, 400, "invalid_argument"),
+], ids=lambda v: v.__name__.strip("_") if callable(v) else str(v))
+async def test_service_errors_become_the_error_shape(stack: Stack, make, status, code) -> None:
+    sid = await stack.new_session()
+    await stack.put(sid, "f", b"old")
+    resp, details = await make(stack, sid)
+    error = await assert_error(resp, status, code)
+    assert error["details"] == details
+    assert resp.headers["X-Request-Id"]
+
+
+async def test_a_real_fault_is_internal_logged_and_not_leaked(stack: Stack, caplog) -> None:
+    sid = await stack.new_session()
+    await stack.put(sid, "f.txt", b"content")
+    root = (await stack.json("GET", f"/v1/sessions/{sid}"))["rootHash"]  # folds the overlay
+    stack.daemon.store.db.execute("DELETE FROM trees WHERE hash=?", (root,))
+
+    resp = await stack.client.get(f"/v1/sessions/{sid}", headers={"X-Request-Id": "req-42"})
+    error = await assert_error(resp, 500, "internal")
+    assert (error["message"], error["details"]) == ("internal error", {"request_id": "req-42"})
+    assert resp.headers["X-Request-Id"] == "req-42"
+    leaked = json.dumps(error)
+    assert root not in leaked and "missing" not in leaked and "KeyError" not in leaked
+    assert f"tree {root} is missing" in caplog.text  # logged, with its traceback
+    assert "Traceback" in caplog.text and "[request req-42]" in caplog.text
+
+    caplog.clear()
+    resp = await stack.client.get(f"/v1/sessions/{sid}")  # no id given: one is made up
+    error = await assert_error(resp, 500, "internal")
+    request_id = error["details"]["request_id"]
+    assert request_id == resp.headers["X-Request-Id"] and len(request_id) == 16
+    assert f"[request {request_id}]" in caplog.text
+    # A fault in one session is not a broken daemon.
+    other = await stack.new_session()
+    assert (await stack.json("GET", f"/v1/sessions/{other}"))["id"] == other
+
+
+async def test_body_over_the_limit_is_413(tmp_path: Path) -> None:
+    async with serve(tmp_path, max_body_bytes=4096) as stack:
+        sid = await stack.new_session()
+        url = f"/v1/sessions/{sid}/files/big"
+        await assert_error(await stack.client.put(url, data=b"x" * 4097), 413,
+                           "payload_too_large")
+
+        async def chunks():
+            for _ in range(5):
+                yield b"x" * 1000
+
+        await assert_error(await stack.client.put(url, data=chunks()), 413, "payload_too_large")
+        assert (await stack.read(sid, "big"))[0] == 404  # nothing was written
+        await stack.put(sid, "big", b"x" * 4096)  # the limit itself is allowed
+        assert await stack.read(sid, "big") == (200, b"x" * 4096)
 
 
 # ---- auth
 
 
-async def test_tcp_listener_requires_the_token(tcp_shim, caplog) -> None:
-    client, rec = tcp_shim
-    assert (await client.get("/v1/health")).status == 200
-    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {TOKEN}"},
-                    {"Authorization": "Bearer"}, {"Authorization": "Bearer ünïcode"}):
-        resp = await client.get("/v1/sessions", headers=headers)
-        await assert_error(resp, 401, "unauthenticated")
-        assert resp.headers["WWW-Authenticate"] == "Bearer"
-    await assert_error(await client.get("/v1/nope"), 401, "unauthenticated")
-    await assert_error(await client.get(OPENAPI_PATH), 401, "unauthenticated")
-    assert [c[:2] for c in rec.calls] == [("observability", "health")]
-    resp = await client.get("/v1/sessions", headers={"Authorization": f"bearer {TOKEN}"})
-    assert resp.status == 200
+async def test_tcp_listener_requires_the_token(tmp_path: Path, caplog) -> None:
+    async with serve(tmp_path, require_token=True) as stack:
+        client = stack.client
+        assert (await client.get("/v1/health")).status == 200
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {TOKEN}"},
+                        {"Authorization": "Bearer"}, {"Authorization": "Bearer ünïcode"}):
+            resp = await client.get("/v1/sessions", headers=headers)
+            await assert_error(resp, 401, "unauthenticated")
+            assert resp.headers["WWW-Authenticate"] == "Bearer"
+            resp = await client.post("/v1/sessions", json={"name": "sneaky"}, headers=headers)
+            await assert_error(resp, 401, "unauthenticated")
+        await assert_error(await client.get("/v1/nope"), 401, "unauthenticated")
+        await assert_error(await client.get(OPENAPI_PATH), 401, "unauthenticated")
+        good = {"Authorization": f"bearer {TOKEN}"}
+        listed = await stack.json("GET", "/v1/sessions", headers=good)
+        assert listed["sessions"] == []  # no refused request created anything
+        assert (await stack.json("POST", "/v1/sessions", 201, headers=good, json={}))["id"]
     assert TOKEN not in caplog.text
 
 
-async def test_openapi_is_served(shim) -> None:
-    client, _ = shim
-    resp = await client.get(OPENAPI_PATH)
+async def test_token_required_but_not_configured_fails_closed(tmp_path: Path, caplog) -> None:
+    async with serve(tmp_path, require_token=True, token="") as stack:
+        assert "none is configured" in caplog.text
+        assert (await stack.client.get("/v1/health")).status == 200
+        for headers in ({}, {"Authorization": "Bearer "}, {"Authorization": "Bearer x"}):
+            await assert_error(await stack.client.get("/v1/sessions", headers=headers), 401,
+                               "unauthenticated")
+
+
+async def test_unix_socket_app_needs_no_token(stack: Stack) -> None:
+    assert (await stack.json("GET", "/v1/sessions"))["sessions"] == []
+
+
+async def test_openapi_is_served(stack: Stack) -> None:
+    resp = await stack.client.get(OPENAPI_PATH)
     assert resp.status == 200
-    assert (await resp.json())["openapi"] == "3.1.0"
-    await assert_error(await client.post(OPENAPI_PATH), 405, "invalid_argument")
+    assert await resp.json() == json.loads(json.dumps(openapi_document()))
+    await assert_error(await stack.client.post(OPENAPI_PATH), 405, "invalid_argument")
 
 
-# ---- files
+# ---- files: a real multi-chunk file
 
 
-CONTENT = b"0123456789"
+BIG = random.Random(7).randbytes(2 * CHUNK_SIZE + 12345)  # three extents
+N = len(BIG)
+CHANGED = b"changed since the checkpoint"
 
 
-def _file_reader(content: bytes = CONTENT, content_hash: str = "abc123"):
-    def read(msg: pb.ReadFileRequest) -> pb.ReadFileResponse:
-        end = len(content) if msg.length == 0 else msg.offset + msg.length
-        return pb.ReadFileResponse(data=content[msg.offset:end], hash=content_hash,
-                                   size=len(content))
-    return read
+@dataclass
+class BigFile:
+    stack: Stack
+    sid: str
+    ckp: str
+
+    @property
+    def url(self) -> str:
+        """The file as it was at the checkpoint: BIG."""
+        return f"/v1/sessions/{self.sid}/files/big.bin?at={self.ckp}"
 
 
-@pytest.mark.parametrize(("range_header", "status", "body", "content_range"), [
-    (None, 200, CONTENT, None),
-    ("bytes=0-3", 206, b"0123", "bytes 0-3/10"),
-    ("bytes=7-", 206, b"789", "bytes 7-9/10"),
-    ("bytes=-3", 206, b"789", "bytes 7-9/10"),
-    ("bytes=-30", 206, CONTENT, "bytes 0-9/10"),
-    ("bytes=8-100", 206, b"89", "bytes 8-9/10"),
-    ("bytes=0-0,5-6", 200, CONTENT, None),  # several ranges: whole file is allowed
-    ("items=0-1", 200, CONTENT, None),  # unknown unit: ignored
-])
-async def test_read_file_ranges(shim, range_header, status, body, content_range) -> None:
-    client, rec = shim
-    rec.replies[("files", "read_file")] = _file_reader()
+@pytest.fixture
+async def big(stack: Stack) -> BigFile:
+    sid = await stack.new_session()
+    await stack.put(sid, "big.bin", BIG)
+    ckp = await stack.checkpoint(sid)
+    await stack.put(sid, "big.bin", CHANGED)
+    return BigFile(stack, sid, ckp)
+
+
+async def test_big_file_has_several_extents(big: BigFile) -> None:
+    info = await big.stack.json("GET", f"/v1/sessions/{big.sid}/stat/big.bin?at={big.ckp}")
+    assert [(e["offset"], e["length"]) for e in info["extents"]] == [
+        ("0", str(CHUNK_SIZE)), (str(CHUNK_SIZE), str(CHUNK_SIZE)), (str(2 * CHUNK_SIZE), "12345")]
+    assert info["hash"] == blake3.blake3(BIG).hexdigest()
+    # without at=, the working state: the later write
+    assert await big.stack.read(big.sid, "big.bin") == (200, CHANGED)
+
+
+C = CHUNK_SIZE
+
+
+@pytest.mark.parametrize(("range_header", "status", "part"), [
+    (None, 200, slice(None)),
+    ("bytes=0-3", 206, slice(0, 4)),
+    (f"bytes={C - 5}-{C + 4}", 206, slice(C - 5, C + 5)),  # across the first extent boundary
+    (f"bytes=0-{C}", 206, slice(0, C + 1)),
+    (f"bytes={2 * C}-", 206, slice(2 * C, N)),  # the last extent, open-ended
+    (f"bytes={C + 7}-{2 * C + 7}", 206, slice(C + 7, 2 * C + 8)),
+    ("bytes=-3", 206, slice(N - 3, N)),
+    (f"bytes=-{N + 30}", 206, slice(0, N)),
+    (f"bytes={N - 2}-{N + 100}", 206, slice(N - 2, N)),
+    ("bytes=0-0,5-6", 200, slice(None)),  # several ranges: the whole file is allowed
+    ("items=0-1", 200, slice(None)),  # unknown unit: ignored
+], ids=str)
+async def test_read_file_ranges(big: BigFile, range_header, status, part) -> None:
     headers = {"Range": range_header} if range_header else {}
-    resp = await client.get("/v1/sessions/ses_1/files/a/b.txt?at=ckp_1", headers=headers)
+    resp = await big.stack.client.get(big.url, headers=headers)
+    body = BIG[part]
     assert resp.status == status
     assert await resp.read() == body
-    assert resp.headers["ETag"] == '"abc123"'
+    assert resp.headers["ETag"] == etag_of(BIG)
     assert resp.headers["Accept-Ranges"] == "bytes"
-    assert resp.headers["X-Aether-Size"] == "10"
+    assert resp.headers["X-Aether-Size"] == str(N)
     assert resp.headers["Content-Length"] == str(len(body))
-    assert resp.headers.get("Content-Range") == content_range
-    assert rec.last()[2].at == "ckp_1"
-    assert rec.last()[2].path == "a/b.txt"
+    if status == 206:
+        start = part.start
+        assert resp.headers["Content-Range"] == f"bytes {start}-{start + len(body) - 1}/{N}"
+    else:
+        assert "Content-Range" not in resp.headers
 
 
-async def test_read_file_range_is_read_by_the_service(shim) -> None:
-    client, rec = shim
-    rec.replies[("files", "read_file")] = _file_reader()
-    await client.get("/v1/sessions/ses_1/files/f", headers={"Range": "bytes=2-5"})
-    msg = rec.last()[2]
-    assert (msg.offset, msg.length) == (2, 4)
+async def test_offset_and_length_in_the_query_are_a_range(big: BigFile) -> None:
+    for offset, length in ((5, 3), (C - 1, 2), (2 * C, 0)):
+        resp = await big.stack.client.get(f"{big.url}&offset={offset}&length={length}")
+        body = BIG[offset:offset + length] if length else BIG[offset:]
+        assert (resp.status, await resp.read()) == (206, body)
+        assert resp.headers["Content-Range"] == f"bytes {offset}-{offset + len(body) - 1}/{N}"
 
 
-@pytest.mark.parametrize("range_header", ["bytes=10-", "bytes=20-30", "bytes=-0", "bytes=5-2",
-                                          "bytes=x-1"])
-async def test_unsatisfiable_range_is_416(shim, range_header) -> None:
-    client, rec = shim
-    rec.replies[("files", "read_file")] = _file_reader()
-    resp = await client.get("/v1/sessions/ses_1/files/f", headers={"Range": range_header})
+@pytest.mark.parametrize(("range_header", "size_known"), [
+    (f"bytes={N}-", True), (f"bytes={N + 10}-{N + 20}", True), ("bytes=-0", True),
+    ("bytes=5-2", False), ("bytes=x-1", False),
+])
+async def test_unsatisfiable_range_is_416(big: BigFile, range_header, size_known) -> None:
+    resp = await big.stack.client.get(big.url, headers={"Range": range_header})
     await assert_error(resp, 416, "range_not_satisfiable")
+    if size_known:
+        assert resp.headers["Content-Range"] == f"bytes */{N}"
 
 
-async def test_if_none_match_and_if_range(shim) -> None:
-    client, rec = shim
-    rec.replies[("files", "read_file")] = _file_reader()
-    url = "/v1/sessions/ses_1/files/f"
-    for inm in ('"abc123"', 'W/"abc123"', '"zzz", "abc123"', "*"):
-        resp = await client.get(url, headers={"If-None-Match": inm})
+async def test_if_none_match_and_if_range(big: BigFile) -> None:
+    client, tag = big.stack.client, etag_of(BIG)
+    for inm in (tag, f"W/{tag}", f'"zzz", {tag}', "*"):
+        resp = await client.get(big.url, headers={"If-None-Match": inm})
         assert resp.status == 304, inm
-        assert resp.headers["ETag"] == '"abc123"'
+        assert resp.headers["ETag"] == tag
         assert await resp.read() == b""
-    assert (await client.get(url, headers={"If-None-Match": '"other"'})).status == 200
-    resp = await client.get(url, headers={"Range": "bytes=0-1", "If-Range": '"abc123"'})
-    assert resp.status == 206
-    resp = await client.get(url, headers={"Range": "bytes=0-1", "If-Range": '"old"'})
-    assert (resp.status, await resp.read()) == (200, CONTENT)
+    resp = await client.get(big.url, headers={"If-None-Match": etag_of(CHANGED)})
+    assert (resp.status, await resp.read()) == (200, BIG)
+    resp = await client.get(big.url, headers={"Range": f"bytes={C}-{C + 9}", "If-Range": tag})
+    assert (resp.status, await resp.read()) == (206, BIG[C:C + 10])
+    resp = await client.get(big.url, headers={"Range": "bytes=0-1", "If-Range": etag_of(CHANGED)})
+    assert (resp.status, await resp.read()) == (200, BIG)
 
 
-async def test_head_file(shim) -> None:
-    client, rec = shim
-    rec.replies[("files", "read_file")] = _file_reader()
-    resp = await client.head("/v1/sessions/ses_1/files/f")
+async def test_head_file(big: BigFile) -> None:
+    resp = await big.stack.client.head(big.url)
     assert resp.status == 200
-    assert resp.headers["Content-Length"] == "10"
-    assert resp.headers["ETag"] == '"abc123"'
-    assert rec.last()[2].length == 1  # only enough to learn hash and size
+    assert (resp.headers["Content-Length"], resp.headers["ETag"]) == (str(N), etag_of(BIG))
+    assert await resp.read() == b""
+    resp = await big.stack.client.head(f"/v1/sessions/{big.sid}/files/big.bin")
+    assert (resp.headers["Content-Length"], resp.headers["ETag"]) == (str(len(CHANGED)),
+                                                                      etag_of(CHANGED))
+    resp = await big.stack.client.head(big.url, headers={"Range": "bytes=1-4"})
+    assert (resp.status, resp.headers["Content-Range"]) == (206, f"bytes 1-4/{N}")
 
 
-async def test_put_file(shim) -> None:
-    client, rec = shim
-    rec.replies[("files", "write_file")] = pb.FileInfo(path="a/b", hash="newhash", size=3)
-    resp = await client.put("/v1/sessions/ses_1/files/a/b?mode=0755", data=b"abc",
-                            headers={"If-Match": '"oldhash"'})
+async def test_put_file(stack: Stack) -> None:
+    sid = await stack.new_session()
+    client, url = stack.client, f"/v1/sessions/{sid}/files/a/b"
+    resp = await client.put(f"{url}?mode=0755", data=b"abc")
     assert resp.status == 200
-    assert resp.headers["ETag"] == '"newhash"'
-    assert (await resp.json())["hash"] == "newhash"
-    msg = rec.last()[2]
-    assert (msg.data, msg.path, msg.mode, msg.if_match, msg.create_parents) == (
-        b"abc", "a/b", 0o755, "oldhash", True)
+    assert resp.headers["ETag"] == etag_of(b"abc")
+    body = await resp.json()
+    assert (body["hash"], body["mode"], body["size"]) == (blake3.blake3(b"abc").hexdigest(),
+                                                          0o755, "3")
+    assert (await stack.json("GET", f"/v1/sessions/{sid}/stat/a"))["kind"] == "ENTRY_KIND_DIRECTORY"
 
-    await client.put("/v1/sessions/ses_1/files/a/b?parents=false", data=b"",
-                     headers={"If-Match": "*"})
-    msg = rec.last()[2]
-    assert (msg.create_parents, msg.if_match, msg.data) == (False, "*", b"")
-    await client.put("/v1/sessions/ses_1/files/a/b", data=b"x", headers={"If-None-Match": "*"})
-    assert rec.last()[2].if_match == "!"
-    await client.put("/v1/sessions/ses_1/files/a/b", data=b"x", headers={"If-Match": 'W/"h"'})
-    assert rec.last()[2].if_match == "h"
+    async def put(data: bytes, status: int, target: str = url, **headers: str) -> None:
+        resp = await client.put(target, data=data, headers=headers)
+        assert resp.status == status, (headers, await resp.text())
+
+    await put(b"lost", 409, **{"If-Match": '"0000"'})
+    assert await stack.read(sid, "a/b") == (200, b"abc")
+    await put(b"def", 200, **{"If-Match": etag_of(b"abc")})
+    await put(b"ghi", 200, **{"If-Match": f"W/{etag_of(b'def')}"})  # weak tags compare too
+    await put(b"", 200, **{"If-Match": "*"})
+    assert await stack.read(sid, "a/b") == (200, b"")
+    assert (await stack.json("GET", f"/v1/sessions/{sid}/stat/a/b"))["mode"] == 0o755  # kept
+    await put(b"x", 409, **{"If-None-Match": "*"})  # exists
+    await put(b"fresh", 200, f"/v1/sessions/{sid}/files/new", **{"If-None-Match": "*"})
+    await put(b"x", 409, f"/v1/sessions/{sid}/files/absent", **{"If-Match": "*"})
+    assert (await stack.read(sid, "absent"))[0] == 404
+    await put(b"x", 404, f"/v1/sessions/{sid}/files/nodir/f?parents=false")
+    await put(b"x", 200, f"/v1/sessions/{sid}/files/nodir/f?parents=true")
     for bad in ("mode=9", "parents=maybe"):
-        resp = await client.put(f"/v1/sessions/ses_1/files/a?{bad}", data=b"x")
+        resp = await client.put(f"/v1/sessions/{sid}/files/a?{bad}", data=b"x")
         await assert_error(resp, 400, "invalid_argument")
 
 
-async def test_delete_file_if_match(shim) -> None:
-    client, rec = shim
-    resp = await client.delete("/v1/sessions/ses_1/files/a/b", headers={"If-Match": '"h1"'})
-    assert resp.status == 200
-    assert (rec.last()[2].path, rec.last()[2].if_match) == ("a/b", "h1")
+async def test_delete_file_if_match(stack: Stack) -> None:
+    sid = await stack.new_session()
+    await stack.put(sid, "a/b", b"data")
+    url = f"/v1/sessions/{sid}/files/a/b"
+    resp = await stack.client.delete(url, headers={"If-Match": etag_of(b"other")})
+    await assert_error(resp, 409, "conflict")
+    assert await stack.read(sid, "a/b") == (200, b"data")
+    deleted = await stack.json("DELETE", url, headers={"If-Match": etag_of(b"data")})
+    assert (deleted["path"], deleted["hash"]) == ("a/b", blake3.blake3(b"data").hexdigest())
+    assert (await stack.read(sid, "a/b"))[0] == 404
+    await assert_error(await stack.client.delete(url), 404, "not_found")
 
 
-async def test_patch_file_diff_or_byte_range(shim) -> None:
-    client, rec = shim
-    diff = "--- a/f\n+++ b/f\n@@ -1 +1 @@\n-x\n+y\n"
-    resp = await client.patch("/v1/sessions/ses_1/files/f", data=diff.encode(),
-                              headers={"Content-Type": "text/x-diff", "If-Match": '"h"'})
-    assert resp.status == 200
-    _, name, msg = rec.last()
-    assert (name, msg.unified_diff, msg.if_match, msg.path) == ("patch_file", diff, "h", "f")
+async def test_patch_file_diff_or_byte_range(stack: Stack) -> None:
+    sid = await stack.new_session()
+    await stack.put(sid, "f", b"x\n")
+    url = f"/v1/sessions/{sid}/files/f"
+    diff = b"--- a/f\n+++ b/f\n@@ -1 +1 @@\n-x\n+y\n"
+    as_diff = {"Content-Type": "text/x-diff"}
+    stale = await stack.client.patch(url, data=diff, headers={**as_diff, "If-Match": '"0000"'})
+    await assert_error(stale, 409, "conflict")
+    patched = await stack.json("PATCH", url, data=diff,
+                               headers={**as_diff, "If-Match": etag_of(b"x\n")})
+    assert patched["hash"] == blake3.blake3(b"y\n").hexdigest()
+    assert await stack.read(sid, "f") == (200, b"y\n")
+    await assert_error(await stack.client.patch(url, data=diff, headers=as_diff), 409, "conflict")
 
-    resp = await client.patch("/v1/sessions/ses_1/files/f?offset=4", data=b"\x00\x01",
-                              headers={"Content-Type": "application/octet-stream"})
-    assert resp.status == 200
-    _, name, msg = rec.last()
-    assert (name, msg.at_offset, msg.offset, msg.data, msg.path) == (
-        "write_file", True, 4, b"\x00\x01", "f")
+    octets = {"Content-Type": "application/octet-stream"}
+    await stack.json("PATCH", f"{url}?offset=4", data=b"\x00\x01", headers=octets)
+    assert await stack.read(sid, "f") == (200, b"y\n\x00\x00\x00\x01")  # gap zero-filled
+    await stack.json("PATCH", f"{url}?offset=0", data=b"Y", headers=octets)
+    assert await stack.read(sid, "f") == (200, b"Y\n\x00\x00\x00\x01")
 
-    resp = await client.patch("/v1/sessions/ses_1/files/f", data=b"\x00",
-                              headers={"Content-Type": "application/octet-stream"})
+    resp = await stack.client.patch(url, data=b"\x00", headers=octets)
     await assert_error(resp, 400, "invalid_argument")
-    resp = await client.patch("/v1/sessions/ses_1/files/f", data=b"\xff\xfe",
-                              headers={"Content-Type": "text/x-diff"})
+    resp = await stack.client.patch(url, data=b"\xff\xfe", headers=as_diff)
     await assert_error(resp, 400, "invalid_argument")
+    assert await stack.read(sid, "f") == (200, b"Y\n\x00\x00\x00\x01")
+
+
+async def test_byte_range_patch_of_a_multi_chunk_file(big: BigFile) -> None:
+    url = f"/v1/sessions/{big.sid}/files/big2.bin"
+    await big.stack.put(big.sid, "big2.bin", BIG)
+    await big.stack.json("PATCH", f"{url}?offset={C - 2}", data=b"WXYZ",
+                         headers={"Content-Type": "application/octet-stream",
+                                  "If-Match": etag_of(BIG)})
+    expected = BIG[:C - 2] + b"WXYZ" + BIG[C + 2:]
+    resp = await big.stack.client.get(url, headers={"Range": f"bytes={C - 4}-{C + 3}"})
+    assert (resp.status, await resp.read()) == (206, expected[C - 4:C + 4])
+    assert resp.headers["ETag"] == etag_of(expected)
 
 
 # ---- streams
 
 
-async def test_export_streams_chunks(shim) -> None:
-    client, rec = shim
-    rec.replies[("persistence", "export")] = [pb.ExportChunk(data=b"ab"),
-                                              pb.ExportChunk(data=b"cd")]
-    for fmt, ctype, ext in (("tar", "application/x-tar", ".tar"),
-                            ("tar.gz", "application/gzip", ".tar.gz"),
-                            ("tgz", "application/gzip", ".tar.gz"),
-                            ("zip", "application/zip", ".zip"),
-                            (None, "application/x-tar", ".tar")):
-        url = "/v1/sessions/ses_1/export?at=ckp_1" + (f"&format={fmt}" if fmt else "")
-        resp = await client.get(url)
-        assert resp.status == 200
-        assert resp.headers["Content-Type"] == ctype
-        assert resp.headers["Content-Disposition"] == f'attachment; filename="ses_1{ext}"'
-        assert await resp.read() == b"abcd"
-        assert rec.last()[2].at == "ckp_1"
+@pytest.mark.parametrize(("fmt", "ctype", "ext"), [
+    ("tar", "application/x-tar", ".tar"),
+    ("tar.gz", "application/gzip", ".tar.gz"),
+    ("tgz", "application/gzip", ".tar.gz"),
+    ("zip", "application/zip", ".zip"),
+    (None, "application/x-tar", ".tar"),
+])
+async def test_export_streams_the_archive(stack: Stack, fmt, ctype, ext) -> None:
+    w = await make_world(stack)
+    url = w.s(f"/export?at={w.ckp}") + (f"&format={fmt}" if fmt else "")
+    resp = await stack.client.get(url)
+    assert resp.status == 200
+    assert resp.headers["Content-Type"] == ctype
+    assert resp.headers["Content-Disposition"] == f'attachment; filename="{w.sid}{ext}"'
+    data = await resp.read()
+    if ctype == "application/gzip":
+        assert data[:2] == b"\x1f\x8b"
+    assert archive_members(fmt or "tar", data) == WORLD_FILES  # at the checkpoint: no later.txt
+    resp = await stack.client.get(w.s("/export?path=dir/sub") + (f"&format={fmt}" if fmt else ""))
+    assert archive_members(fmt or "tar", await resp.read()) == {"file.txt": b"hello\n"}
 
 
-async def test_export_error_before_first_chunk_is_json(shim) -> None:
-    client, rec = shim
-    rec.replies[("persistence", "export")] = [errors.NotFound("no such checkpoint")]
-    await assert_error(await client.get("/v1/sessions/ses_1/export"), 404, "not_found")
-    await assert_error(await client.get("/v1/sessions/ses_1/export?format=rar"), 400,
+async def test_export_error_before_first_chunk_is_json(stack: Stack) -> None:
+    sid = await stack.new_session()
+    resp = await stack.client.get(f"/v1/sessions/{sid}/export?at={new_id('ckp')}")
+    await assert_error(resp, 404, "not_found")
+    await assert_error(await stack.client.get(f"/v1/sessions/{sid}/export?path=nope"), 404,
+                       "not_found")
+    await assert_error(await stack.client.get(f"/v1/sessions/{sid}/export?format=rar"), 400,
                        "invalid_argument")
+    await assert_error(await stack.client.get(f"/v1/sessions/{new_id('ses')}/export"), 404,
+                       "not_found")
 
 
-async def test_export_error_mid_stream_cuts_the_response(shim, caplog) -> None:
-    client, rec = shim
-    rec.replies[("persistence", "export")] = [pb.ExportChunk(data=b"ab"), RuntimeError("disk")]
-    status, headers, body = await raw_request(client, "GET", "/v1/sessions/ses_1/export")
+async def test_export_error_mid_stream_cuts_the_response(stack: Stack, caplog) -> None:
+    sid = await stack.new_session()
+    rng = random.Random(3)
+    await stack.put(sid, "a.bin", rng.randbytes(256 << 10))  # fills tar's buffer: sent first
+    await stack.put(sid, "b.bin", rng.randbytes(1000))
+    info = await stack.json("GET", f"/v1/sessions/{sid}/stat/b.bin")
+    # A real fault: b.bin's only chunk vanishes from the blob store.
+    stack.daemon.store.objects.blobs.db.execute("DELETE FROM chunks WHERE hash=?",
+                                                (info["extents"][0]["hash"],))
+    status, headers, body = await raw_request(stack.client, "GET", f"/v1/sessions/{sid}/export")
     assert status == 200
     assert headers["transfer-encoding"] == "chunked"
-    assert not body.endswith(b"0\r\n\r\n")  # no last-chunk: the client sees a broken transfer
+    assert len(body) > 100 << 10  # a.bin went out...
+    assert not body.endswith(b"0\r\n\r\n")  # ...but no last-chunk: the client sees a broken transfer
     assert "failed mid-stream" in caplog.text
 
 
-async def test_bus_without_event_stream_is_the_json_read(shim) -> None:
-    client, rec = shim
-    resp = await client.get("/v1/sessions/ses_1/bus?after=3&topic=t")
-    assert resp.status == 200
-    _, name, msg = rec.last()
-    assert (name, msg.after, msg.topics) == ("read", 3, ["t"])
+# The SSE success path (events, heartbeats, resume, late error events) is tested with the real
+# bus when it lands; until then bus and events answer UNIMPLEMENTED on both routes.
+@pytest.mark.parametrize("headers", [
+    {},
+    {"Accept": "text/event-stream"},
+    {"Accept": "application/json;q=0.5, text/event-stream", "Last-Event-ID": "3"},
+], ids=["json", "event-stream", "event-stream-resumed"])
+@pytest.mark.parametrize("stream", ["bus?topic=build", "events?type=file.written"])
+async def test_bus_and_events_answer_501_json_not_a_hung_stream(stack: Stack, stream,
+                                                                headers) -> None:
+    sid = await stack.new_session()
+    resp = await asyncio.wait_for(stack.client.get(f"/v1/sessions/{sid}/{stream}",
+                                                   headers=headers), timeout=10)
+    await assert_error(resp, 501, "unimplemented")
 
 
-async def test_bus_follow_as_server_sent_events(shim) -> None:
-    client, rec = shim
-    rec.replies[("bus", "follow")] = [
-        pb.BusMessage(cursor=4, session_id="ses_1", topic="build", payload=b"hi"),
-        pb.BusMessage(cursor=5, session_id="ses_1", topic="line\nbreak"),
-    ]
-    resp = await client.get("/v1/sessions/ses_1/bus?topic=build",
-                            headers={"Accept": "text/event-stream", "Last-Event-ID": "3"})
-    assert resp.status == 200
-    assert resp.headers["Content-Type"] == "text/event-stream"
-    text = await resp.text()
-    events = [e for e in text.split("\n\n") if e]
-    assert events[0].split("\n")[:2] == ["id: 4", "event: build"]
-    data = json.loads(events[0].split("\n")[2].removeprefix("data: "))
-    assert data["payload"] == "aGk=" and data["cursor"] == "4"
-    assert events[1].split("\n")[1] == "event: line break"
-    _, name, msg = rec.last()
-    assert (name, msg.after, msg.topics) == ("follow", 3, ["build"])
-
-
-async def test_events_follow_heartbeats_and_late_errors(shim, monkeypatch) -> None:
-    monkeypatch.setattr(streams, "HEARTBEAT_SECONDS", 0.05)
-    client, rec = shim
-    rec.replies[("events", "follow")] = [
-        0.5,  # quiet: headers go out after the grace, then heartbeats
-        pb.Event(cursor=9, type="file.written", path="a"),
-        errors.NotFound("session deleted"),
-    ]
-    resp = await client.get("/v1/sessions/ses_1/events",
-                            headers={"Accept": "text/event-stream"})
-    assert resp.status == 200
-    text = await resp.text()
-    assert ": keepalive\n\n" in text
-    assert "id: 9\nevent: file.written\n" in text
-    error_event = text.rsplit("\n\n", 2)[-2]
-    assert error_event.startswith("event: error\ndata: ")
-    assert json.loads(error_event.split("data: ", 1)[1])["error"]["code"] == "not_found"
-
-
-async def test_bad_last_event_id_is_invalid_argument(shim) -> None:
-    client, _ = shim
-    resp = await client.get("/v1/sessions/ses_1/events",
-                            headers={"Accept": "text/event-stream", "Last-Event-ID": "x"})
+async def test_bad_last_event_id_is_invalid_argument(stack: Stack) -> None:
+    sid = await stack.new_session()
+    resp = await stack.client.get(f"/v1/sessions/{sid}/events",
+                                  headers={"Accept": "text/event-stream", "Last-Event-ID": "x"})
     await assert_error(resp, 400, "invalid_argument")
 
-
-def test_json_name_matches_to_dict() -> None:
-    wire = pb.DiffRequest(from_="a", context_lines=1).to_dict()
-    assert set(wire) == {json_name("from_"), json_name("context_lines")}

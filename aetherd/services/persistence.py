@@ -11,6 +11,7 @@ import json
 import tarfile
 import time
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -21,7 +22,7 @@ from aetherd.ids import check_id, new_id
 from aetherd.services import diffing, ingest
 from aetherd.services.sessions import Sessions
 from aetherd.services.state import Store
-from aetherd.store.objects import DIR, SYMLINK, Entry
+from aetherd.store.objects import DIR, FILE, SYMLINK, Entry
 from aetherd.store.workspace import Workspace, walk
 
 _CKP_COLS = "id, session_id, root, message, labels, created_ns"
@@ -192,26 +193,39 @@ class Persistence:
         fmt = fmt or pb.ArchiveFormat.TAR
         if fmt == pb.ArchiveFormat.ZIP:
             return self._zip(root)
-        return self._tar(root, "w|gz" if fmt == pb.ArchiveFormat.TAR_GZ else "w|")
+        return (piece for piece in self._tar(root, fmt == pb.ArchiveFormat.TAR_GZ) if piece)
 
-    def _tar(self, root: str, mode: str) -> Iterator[bytes]:
-        sink = _Sink()
-        with tarfile.open(fileobj=sink, mode=mode, format=tarfile.PAX_FORMAT) as tar:
-            for p, e in walk(self.objects, root):
-                info = tarfile.TarInfo(p)
-                info.mode = e.mode
-                info.mtime = e.mtime_ns / 1e9
-                if e.kind == DIR:
-                    info.type = tarfile.DIRTYPE
-                    tar.addfile(info)
-                elif e.kind == SYMLINK:
-                    info.type, info.linkname = tarfile.SYMTYPE, e.target
-                    tar.addfile(info)
-                else:
-                    info.size = e.size
-                    tar.addfile(info, _Reader(self.objects, e))
-                yield from sink.drain()
-        yield from sink.drain()
+    def _tar(self, root: str, gz: bool) -> Iterator[bytes]:
+        """A tar (PAX) stream written member by member, file content chunk by chunk,
+        so an export never holds more than one chunk in memory."""
+        comp = zlib.compressobj(6, zlib.DEFLATED, 31) if gz else None  # 31: gzip framing
+        written = 0
+
+        def emit(data: bytes) -> bytes:
+            nonlocal written
+            written += len(data)
+            return comp.compress(data) if comp else data
+
+        for p, e in walk(self.objects, root):
+            info = tarfile.TarInfo(p)
+            info.mode = e.mode
+            info.mtime = e.mtime_ns / 1e9
+            if e.kind == DIR:
+                info.type = tarfile.DIRTYPE
+            elif e.kind == SYMLINK:
+                info.type, info.linkname = tarfile.SYMTYPE, e.target
+            else:
+                info.size = e.size
+            yield emit(info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
+            if e.kind == FILE and e.size:
+                for piece in self.objects.iter_range(self.objects.file(e.hash), 0, e.size):
+                    yield emit(piece)
+                yield emit(b"\0" * (-e.size % tarfile.BLOCKSIZE))
+        end = b"\0" * (2 * tarfile.BLOCKSIZE)
+        end += b"\0" * (-(written + len(end)) % tarfile.RECORDSIZE)
+        yield emit(end)
+        if comp:
+            yield comp.flush()
 
     def _zip(self, root: str) -> Iterator[bytes]:
         sink = _Sink()
@@ -311,26 +325,3 @@ class _Sink(io.RawIOBase):
             out = bytes(self.buf)
             self.buf.clear()
             yield out
-
-
-class _Reader(io.RawIOBase):
-    """File content as a readable stream, chunk by chunk (for tarfile.addfile)."""
-
-    def __init__(self, objects, e: Entry) -> None:
-        self._it = objects.iter_range(objects.file(e.hash), 0, e.size) if e.size else iter(())
-        self._buf = b""
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b) -> int:  # type: ignore[override]
-        while not self._buf:
-            try:
-                self._buf = next(self._it)
-            except StopIteration:
-                return 0
-        n = min(len(b), len(self._buf))
-        b[:n] = self._buf[:n]
-        self._buf = self._buf[n:]
-        return n
-
