@@ -44,9 +44,17 @@ FILE_FIELDS = [
     ("Hash", lambda f: f.hash or "-"),
     ("Target", lambda f: f.symlink_target or "-"),
     ("Modified", lambda f: fmt.when(f.mtime)),
-    ("Extents", lambda f: "\n".join(
-        f"{e.offset:>12} +{e.length:<10} {e.hash}" for e in f.extents) or "-"),
+    ("Extents", lambda f: _extents(f)),
 ]
+
+SHOWN_EXTENTS = 8
+
+
+def _extents(f: Any) -> str:
+    lines = [f"{e.offset:>12} +{e.length:<10} {e.hash}" for e in f.extents[:SHOWN_EXTENTS]]
+    if len(f.extents) > SHOWN_EXTENTS:
+        lines.append(f"... and {len(f.extents) - SHOWN_EXTENTS} more (--json lists them all)")
+    return "\n".join(lines) or "-"
 
 
 @app.command("ls")
@@ -87,11 +95,12 @@ def cat(
 ) -> None:
     """Print a file's bytes (--json: content hash, size and base64 data)."""
     out = output(ctx, json_)
-    r = client(ctx).read_file(session, path, offset=offset, length=length, at=at)
+    c = client(ctx)
     if out.mode == "json":
-        out.json(fmt.to_json(r))
+        out.json(fmt.to_json(c.read_file(session, path, offset=offset, length=length, at=at)))
         return
-    sys.stdout.buffer.write(r.data)
+    for chunk in c.stream_file(session, path, offset=offset, length=length, at=at):
+        sys.stdout.buffer.write(chunk)
     sys.stdout.buffer.flush()
 
 
@@ -118,6 +127,8 @@ def put(
         raise typer.BadParameter(f"{mode!r} is not an octal mode", param_hint="'--mode'") from None
     out = output(ctx, json_, quiet)
     if file == "-":
+        if sys.stdin.isatty():
+            out.note("Reading the content from stdin; end it with Ctrl-D.")
         data = sys.stdin.buffer.read()
     else:
         with open(file, "rb") as fh:

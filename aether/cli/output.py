@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-# Exit codes: part of the CLI's contract (documented in docs/cli.md).
+# Exit codes: part of the CLI's contract (scripts branch on them).
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2

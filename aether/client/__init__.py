@@ -18,14 +18,14 @@ classes the daemon raised.
 """
 
 from aether.client._base import Operations
-from aether.client._client import AsyncClient, AsyncExportStream, Client, ExportStream
+from aether.client._client import AsyncByteStream, AsyncClient, ByteStream, Client
 from aether.client.connect import Target, aconnect, connect, ensure_local_daemon, resolve
 
 __all__ = [
     "AsyncClient",
-    "AsyncExportStream",
+    "AsyncByteStream",
     "Client",
-    "ExportStream",
+    "ByteStream",
     "Operations",
     "Target",
     "aconnect",

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 from urllib.parse import quote
 
+import betterproto2
 import httpx
 
 from aether import pb
@@ -38,6 +39,7 @@ _STATE_NAMES: dict[str, pb.SessionState] = {
     "active": pb.SessionState.ACTIVE,
     "archived": pb.SessionState.ARCHIVED,
 }
+
 
 def archive_format(value: str | pb.ArchiveFormat | None) -> pb.ArchiveFormat:
     """'tar' | 'tar.gz' | 'tgz' | 'zip' | ArchiveFormat | None -> ArchiveFormat."""
@@ -217,8 +219,10 @@ def _code_for_status(status: int) -> str:
 def transport_error(exc: httpx.HTTPError, where: str) -> AetherError:
     if isinstance(exc, httpx.TimeoutException):
         return from_code("unavailable", f"timed out talking to aetherd at {where}")
-    if isinstance(exc, httpx.ConnectError | httpx.RemoteProtocolError):
+    if isinstance(exc, httpx.ConnectError):
         return from_code("unavailable", f"cannot reach aetherd at {where}: {exc}")
+    if isinstance(exc, httpx.RemoteProtocolError):  # e.g. an export cut off mid-stream
+        return from_code("unavailable", f"the connection to aetherd at {where} broke: {exc}")
     return from_code("unavailable", f"talking to aetherd at {where}: {exc}")
 
 
@@ -470,16 +474,26 @@ class Operations:
         self, session_id: str, path: str, *, offset: int = 0, length: int = 0, at: str = "",
     ) -> pb.ReadFileResponse:
         """File bytes (`length` 0 = to the end) with the content hash and full size."""
+        return self._call(self._read_call(session_id, path, offset, length, at))
+
+    def _read_call(self, session_id: str, path: str, offset: int, length: int, at: str) -> Call:
         if offset < 0 or length < 0:
             raise from_code("invalid_argument", "offset and length must not be negative")
         headers = {}
         if offset or length:
             end = str(offset + length - 1) if length else ""
             headers["range"] = f"bytes={offset}-{end}"
-        return self._call(Call(
-            "GET", self._file_url(session_id, path), params=query(at=at), headers=headers,
-            decode=_read_file_result,
-        ))
+        return Call("GET", self._file_url(session_id, path), params=query(at=at),
+                    headers=headers, decode=_read_file_result)
+
+    def stream_file(
+        self, session_id: str, path: str, *, offset: int = 0, length: int = 0, at: str = "",
+    ) -> Any:
+        """File bytes as a stream, for files too big to hold in memory: a `ByteStream`
+        (sync) or `AsyncByteStream` (async); iterate it for chunks."""
+        call = self._read_call(session_id, path, offset, length, at)
+        call.decode = None
+        return self._stream(call)
 
     def write_file(
         self,
@@ -679,7 +693,7 @@ class Operations:
     ) -> Any:
         """Stream a state (`at`) of the session, or a subtree (`path`), as an archive.
 
-        Sync: a context manager yielding an `ExportStream` (iterate for bytes;
+        Sync: a context manager yielding a `ByteStream` (iterate for bytes;
         `.total` is the length when the server announced it). Async: the same
         as an async context manager / async iterator.
         """
@@ -722,7 +736,4 @@ class Operations:
 
 
 def _which(source: pb.SessionSource) -> str:
-    import betterproto2
-
-    group = betterproto2.which_one_of(source, "kind")
-    return group[0]
+    return betterproto2.which_one_of(source, "kind")[0]

@@ -110,8 +110,8 @@ class Client(Operations):
             if not token:
                 return
 
-    def _stream(self, call: Call) -> ExportStream:
-        return ExportStream(self, call)
+    def _stream(self, call: Call) -> ByteStream:
+        return ByteStream(self, call)
 
     def _download(
         self, call: Call, file: BinaryIO, progress: Callable[[int, int | None], None] | None,
@@ -126,7 +126,7 @@ class Client(Operations):
         return done
 
 
-class ExportStream:
+class ByteStream:
     """Streamed bytes of an answer. Iterate it directly, or use it as a context
     manager to read `.total` (the announced length, or None) before iterating."""
 
@@ -136,7 +136,7 @@ class ExportStream:
         self._resp: httpx.Response | None = None
         self.total: int | None = None
 
-    def __enter__(self) -> ExportStream:
+    def __enter__(self) -> ByteStream:
         self._resp = self._client._send(self._call, stream=True)
         self.total = _total(self._resp)
         return self
@@ -221,8 +221,8 @@ class AsyncClient(Operations):
             if not token:
                 return
 
-    def _stream(self, call: Call) -> AsyncExportStream:
-        return AsyncExportStream(self, call)
+    def _stream(self, call: Call) -> AsyncByteStream:
+        return AsyncByteStream(self, call)
 
     async def _download(
         self, call: Call, file: BinaryIO, progress: Callable[[int, int | None], None] | None,
@@ -237,8 +237,8 @@ class AsyncClient(Operations):
         return done
 
 
-class AsyncExportStream:
-    """`ExportStream` for `AsyncClient`: `async with` and/or `async for`."""
+class AsyncByteStream:
+    """`ByteStream` for `AsyncClient`: `async with` and/or `async for`."""
 
     def __init__(self, client: AsyncClient, call: Call) -> None:
         self._client = client
@@ -246,7 +246,7 @@ class AsyncExportStream:
         self._resp: httpx.Response | None = None
         self.total: int | None = None
 
-    async def __aenter__(self) -> AsyncExportStream:
+    async def __aenter__(self) -> AsyncByteStream:
         self._resp = await self._client._send(self._call, stream=True)
         self.total = _total(self._resp)
         return self

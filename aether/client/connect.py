@@ -141,8 +141,12 @@ async def aconnect(
 # ---- local daemon
 
 
-def daemon_healthy(sock: Path, timeout: float = 2.0) -> bool:
-    """Does an aetherd answer GET /v1/health on this unix socket?"""
+def daemon_answers(sock: Path, timeout: float = 2.0) -> bool:
+    """Does a daemon answer GET /v1/health on this unix socket?
+
+    Any HTTP answer counts, "degraded" (503) included: a second daemon must
+    never be started over a live one, whatever its health.
+    """
     if not sock.exists():
         return False
     import httpx
@@ -150,9 +154,12 @@ def daemon_healthy(sock: Path, timeout: float = 2.0) -> bool:
     try:
         with httpx.Client(transport=httpx.HTTPTransport(uds=str(sock)),
                           base_url="http://aetherd", timeout=timeout) as http:
-            return http.get("/v1/health").status_code == 200
+            http.get("/v1/health")
+            return True
+    except (httpx.ConnectError, httpx.ConnectTimeout):
+        return False  # nobody listens (or a stale socket file)
     except httpx.HTTPError:
-        return False
+        return True  # something listens there, it just answers badly or slowly
 
 
 _SPAWNED: list[subprocess.Popen] = []  # keep a reference: never reap (or warn about) it
@@ -164,7 +171,7 @@ def ensure_local_daemon(data_dir: Path, timeout: float = AUTOSTART_TIMEOUT) -> i
     Returns the pid of a daemon this call started, or None when one was running.
     """
     sock = data_dir / "http.sock"
-    if daemon_healthy(sock):
+    if daemon_answers(sock):
         return None
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     deadline = time.monotonic() + timeout
@@ -180,16 +187,16 @@ def ensure_local_daemon(data_dir: Path, timeout: float = AUTOSTART_TIMEOUT) -> i
                     raise _unavailable(data_dir, "another client is still starting it") from None
                 time.sleep(0.05)
         try:
-            if daemon_healthy(sock):
+            if daemon_answers(sock):
                 return None
             proc = _spawn(data_dir)
             delay = 0.02
             while True:
-                if daemon_healthy(sock, timeout=1.0):
+                if daemon_answers(sock, timeout=1.0):
                     return proc.pid
                 if proc.poll() is not None:
                     # It exited: a daemon started by other means may own the socket.
-                    if daemon_healthy(sock):
+                    if daemon_answers(sock):
                         return None
                     raise _unavailable(data_dir, f"it exited with status {proc.returncode}")
                 if time.monotonic() > deadline:
