@@ -1085,7 +1085,8 @@ async def test_service_errors_become_the_error_shape(stack: Stack, make, status,
 async def test_a_real_fault_is_internal_logged_and_not_leaked(stack: Stack, caplog) -> None:
     sid = await stack.new_session()
     await stack.put(sid, "f.txt", b"content")
-    root = (await stack.json("GET", f"/v1/sessions/{sid}"))["rootHash"]  # folds the overlay
+    # A checkpoint folds the overlay, so the root tree is stored (and can be lost).
+    root = (await stack.json("POST", f"/v1/sessions/{sid}/checkpoints", 201, json={}))["rootHash"]
     stack.daemon.store.db.execute("DELETE FROM trees WHERE hash=?", (root,))
 
     resp = await stack.client.get(f"/v1/sessions/{sid}", headers={"X-Request-Id": "req-42"})

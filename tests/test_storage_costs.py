@@ -61,10 +61,14 @@ def test_fork_checkpoint_restore_write_only_what_changed(daemon, http, big_tree)
     http.post(f"/v1/sessions/{sid}:restore", json={"checkpointId": ck["id"]})
     assert delta(before, counts(daemon)) == {"overlay": -1}
 
+    http.put(f"/v1/sessions/{sid}/files/pkg050/mod001.py", content=b"pending\n")
     before = counts(daemon)
     diff = http.get(f"/v1/sessions/{sid}/diff", params={"from": "base"}).json()
-    assert len(diff["files"]) == 10
-    assert delta(before, counts(daemon)) == {}  # diff reads, it never copies
+    assert len(diff["files"]) == 11
+    session = http.get(f"/v1/sessions/{sid}").json()
+    assert session["rootHash"] == diff["toRoot"]
+    # Reads see pending changes without writing them: no tree is stored, no row folded.
+    assert delta(before, counts(daemon)) == {}
 
     # The fork never saw any of it.
     assert http.get(f"/v1/sessions/{fork['id']}/changes").json()["changes"] == []

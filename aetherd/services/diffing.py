@@ -7,7 +7,7 @@ import difflib
 from dataclasses import dataclass
 
 from aetherd import paths
-from aetherd.store.objects import DIR, FILE, SYMLINK, Entry, ObjectStore
+from aetherd.store.objects import DIR, FILE, SYMLINK, Entry, ObjectBatch, ObjectStore
 
 ADDED, MODIFIED, DELETED, TYPE_CHANGED = 1, 2, 3, 4  # = pb.ChangeKind
 # Files larger than this are summarised instead of diffed line by line.
@@ -22,13 +22,16 @@ class TreeChange:
     new: Entry | None
 
 
-def diff_trees(objects: ObjectStore, a: str, b: str, prefix: str = "") -> list[TreeChange]:
+def diff_trees(trees: ObjectStore | ObjectBatch, a: str, b: str,
+               prefix: str = "") -> list[TreeChange]:
+    """`trees` is the store, or a batch holding a not-yet-stored snapshot."""
     out: list[TreeChange] = []
-    _diff(objects, a, b, prefix, out)
+    _diff(trees, a, b, prefix, out)
     return out
 
 
-def _expand(objects: ObjectStore, path: str, e: Entry, added: bool, out: list[TreeChange]) -> None:
+def _expand(objects: ObjectStore | ObjectBatch, path: str, e: Entry, added: bool,
+            out: list[TreeChange]) -> None:
     """Every file under an added/deleted directory (empty directories as themselves)."""
     if e.kind != DIR:
         out.append(TreeChange(path, ADDED if added else DELETED, None if added else e,
@@ -42,7 +45,7 @@ def _expand(objects: ObjectStore, path: str, e: Entry, added: bool, out: list[Tr
         _expand(objects, paths.join(path, name), children[name], added, out)
 
 
-def _diff(objects: ObjectStore, a: str, b: str, prefix: str, out: list[TreeChange]) -> None:
+def _diff(objects: ObjectStore | ObjectBatch, a: str, b: str, prefix: str, out: list[TreeChange]) -> None:
     if a == b:
         return
     ta, tb = objects.tree(a), objects.tree(b)

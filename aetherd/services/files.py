@@ -24,6 +24,8 @@ from aetherd.store.objects import (
     SYMLINK,
     Entry,
     FileRecord,
+    ObjectBatch,
+    ObjectStore,
     file_entry,
     symlink_entry,
 )
@@ -94,16 +96,19 @@ class Files:
             out = [(paths.join(path, n), self._hide_stale_dir_hash(ws, fixed, children[n]))
                    for n in names[:limit]]
             return out, (names[limit - 1] if len(names) > limit else "")
-        # Deeper listings walk trees: fold the working state first.
+        # Deeper listings walk trees: take a snapshot of the working state first.
+        trees: ObjectStore | ObjectBatch = self.objects
         if not fixed:
-            ws = Workspace(self.objects, "", self.sessions.fold(rec))
+            snap = self.sessions.snapshot(rec)
+            trees = snap.trees
+            ws = Workspace(self.objects, "", snap.root, trees=trees)
         top = self._existing(ws, path)
         if top.kind != DIR:
             raise FailedPrecondition(f"not a directory: {path!r}", path=path)
         tree = top.hash
         after = tuple(page_token.split("/")) if page_token else ()
         out = []
-        for p, e in walk(self.objects, tree, path, depth=depth, after=after):
+        for p, e in walk(trees, tree, path, depth=depth, after=after):
             out.append((p, e))
             if len(out) > limit:
                 break
@@ -114,11 +119,15 @@ class Files:
     def manifest(self, session_id: str, at: str, page_size: int,
                  page_token: str) -> tuple[list[tuple[str, Entry]], str, str]:
         rec = self.store.session(session_id)
-        root = self.store.resolve_state(rec, at) or self.sessions.fold(rec)
+        root = self.store.resolve_state(rec, at)
+        trees: ObjectStore | ObjectBatch = self.objects
+        if root is None:
+            snap = self.sessions.snapshot(rec)
+            root, trees = snap.root, snap.trees
         limit = min(page_size or 1000, MAX_PAGE)
         after = tuple(page_token.split("/")) if page_token else ()
         out = []
-        for p, e in walk(self.objects, root, "", after=after):
+        for p, e in walk(trees, root, "", after=after):
             out.append((p, e))
             if len(out) > limit:
                 break

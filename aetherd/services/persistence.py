@@ -20,9 +20,9 @@ from aether.errors import FailedPrecondition, InvalidArgument, NotFound
 from aetherd import paths
 from aetherd.ids import check_id, new_id
 from aetherd.services import diffing, ingest
-from aetherd.services.sessions import Sessions
+from aetherd.services.sessions import Sessions, Snapshot
 from aetherd.services.state import Store
-from aetherd.store.objects import DIR, FILE, SYMLINK, Entry
+from aetherd.store.objects import DIR, FILE, SYMLINK, Entry, ObjectBatch, ObjectStore
 from aetherd.store.workspace import Workspace, walk
 
 _CKP_COLS = "id, session_id, root, message, labels, created_ns"
@@ -157,22 +157,30 @@ class Persistence:
         return out, (out[-1].id if len(rows) > limit else "")
 
     # ---- diff
-    def _root(self, session_id: str, at: str) -> str:
+    def _state(self, session_id: str, at: str) -> Snapshot:
         rec = self.store.session(session_id)
-        return self.store.resolve_state(rec, at) or self.sessions.fold(rec)
+        root = self.store.resolve_state(rec, at)
+        if root is None:
+            return self.sessions.snapshot(rec)
+        return Snapshot(root, 0, 0, self.objects)
+
+    def _pair(self, session_id: str, frm: str, to: str) -> tuple[str, str, ObjectStore | ObjectBatch]:
+        a, b = self._state(session_id, frm), self._state(session_id, to)
+        # At most one side is the in-memory working state; its batch also
+        # reads through to the store for the other side.
+        trees = a.trees if isinstance(a.trees, ObjectBatch) else b.trees
+        return a.root, b.root, trees
 
     def changes(self, session_id: str, since: str) -> tuple[list[diffing.TreeChange], str, str]:
-        a = self._root(session_id, since or "base")
-        b = self._root(session_id, "")
-        return diffing.diff_trees(self.objects, a, b), a, b
+        a, b, trees = self._pair(session_id, since or "base", "")
+        return diffing.diff_trees(trees, a, b), a, b
 
     def diff(self, session_id: str, frm: str, to: str, context: int, only: list[str],
              name_only: bool) -> tuple[str, str, list[tuple[diffing.TreeChange, str, bool, int, int]]]:
-        a = self._root(session_id, frm or "base")
-        b = self._root(session_id, to)
+        a, b, trees = self._pair(session_id, frm or "base", to)
         prefixes = [paths.normalize(p) for p in only]
         out = []
-        for ch in diffing.diff_trees(self.objects, a, b):
+        for ch in diffing.diff_trees(trees, a, b):
             if prefixes and not any(paths.is_under(ch.path, p) for p in prefixes):
                 continue
             if name_only:
@@ -183,19 +191,20 @@ class Persistence:
 
     # ---- export / import
     def export(self, session_id: str, fmt: int, at: str, path: str) -> Iterator[bytes]:
-        root = self._root(session_id, at)
+        state = self._state(session_id, at)
+        root, trees = state.root, state.trees
         top = paths.normalize(path)
         if top:
-            e = Workspace(self.objects, "", root).lookup(top)
+            e = Workspace(self.objects, "", root, trees=trees).lookup(top)
             if e is None or e.kind != DIR:
                 raise NotFound(f"no directory {top!r} to export")
             root = e.hash
         fmt = fmt or pb.ArchiveFormat.TAR
         if fmt == pb.ArchiveFormat.ZIP:
-            return self._zip(root)
-        return (piece for piece in self._tar(root, fmt == pb.ArchiveFormat.TAR_GZ) if piece)
+            return self._zip(root, trees)
+        return (piece for piece in self._tar(root, trees, fmt == pb.ArchiveFormat.TAR_GZ) if piece)
 
-    def _tar(self, root: str, gz: bool) -> Iterator[bytes]:
+    def _tar(self, root: str, trees: ObjectStore | ObjectBatch, gz: bool) -> Iterator[bytes]:
         """A tar (PAX) stream written member by member, file content chunk by chunk,
         so an export never holds more than one chunk in memory."""
         comp = zlib.compressobj(6, zlib.DEFLATED, 31) if gz else None  # 31: gzip framing
@@ -206,7 +215,7 @@ class Persistence:
             written += len(data)
             return comp.compress(data) if comp else data
 
-        for p, e in walk(self.objects, root):
+        for p, e in walk(trees, root):
             info = tarfile.TarInfo(p)
             info.mode = e.mode
             info.mtime = e.mtime_ns / 1e9
@@ -227,10 +236,10 @@ class Persistence:
         if comp:
             yield comp.flush()
 
-    def _zip(self, root: str) -> Iterator[bytes]:
+    def _zip(self, root: str, trees: ObjectStore | ObjectBatch) -> Iterator[bytes]:
         sink = _Sink()
         with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-            for p, e in walk(self.objects, root):
+            for p, e in walk(trees, root):
                 ts = time.gmtime(max(e.mtime_ns / 1e9, 315532800))[:6]
                 if e.kind == DIR:
                     info = zipfile.ZipInfo(p + "/", ts)

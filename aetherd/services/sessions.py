@@ -14,10 +14,21 @@ from aether.errors import FailedPrecondition, InvalidArgument, NotFound, Permiss
 from aetherd.ids import new_id
 from aetherd.services import ingest
 from aetherd.services.state import ACTIVE, ARCHIVED, SessionRecord, Store
-from aetherd.store.objects import EMPTY_TREE
+from aetherd.store.objects import EMPTY_TREE, ObjectBatch, ObjectStore
 
 MAX_PAGE = 1000
+# Past this many pending overlay rows a read folds them for good instead of
+# rebuilding the same directories in memory on every read.
+FOLD_AT_ROWS = 2048
 _REMOTE_GIT = re.compile(r"^(https?|ssh|git)://[^/\s]+/\S*$")
+
+
+@dataclass
+class Snapshot:
+    root: str
+    files: int
+    bytes: int
+    trees: ObjectStore | ObjectBatch  # where the root's trees can be read
 
 
 @dataclass
@@ -120,6 +131,35 @@ class Sessions:
         return path
 
     # ---- read
+    def snapshot(self, rec: SessionRecord) -> Snapshot:
+        """The current state as a tree, without writing when that can be avoided.
+
+        Reads that need a root (get, diff, changes, manifest, export) build the
+        changed directories in memory; only a large overlay is folded for good,
+        which keeps both reads and writes O(changed paths) over time.
+        """
+        ws = self.store.workspace(rec)
+        with self.db.read():
+            pending = self.db.one(
+                "SELECT count(*) FROM (SELECT 1 FROM overlay WHERE session_id=? LIMIT ?)",
+                (rec.id, FOLD_AT_ROWS),
+            )[0]
+            if pending == 0:
+                files, size = self.store.objects.tree_stats(rec.fold_root)
+                return Snapshot(rec.fold_root, files, size, self.store.objects)
+            if pending < FOLD_AT_ROWS:
+                batch = self.store.objects.batch()
+                root = ws.materialize("", batch)
+                return Snapshot(root.hash, root.files, root.size, batch)
+        root = self.fold(rec)
+        files, size = self.store.objects.tree_stats(root)
+        return Snapshot(root, files, size, self.store.objects)
+
+    def described(self, rec: SessionRecord) -> SessionRecord:
+        snap = self.snapshot(rec)
+        rec.root_hash, rec.file_count, rec.total_bytes = snap.root, snap.files, snap.bytes
+        return rec
+
     def fold(self, rec: SessionRecord) -> str:
         """Fold the overlay (if any) and return the current root hash."""
         ws = self.store.workspace(rec)
@@ -133,8 +173,7 @@ class Sessions:
         return root
 
     def get(self, session_id: str) -> SessionRecord:
-        rec = self.store.session(session_id)
-        return self.store.fill_stats(rec, self.fold(rec))
+        return self.described(self.store.session(session_id))
 
     def list(self, labels: dict[str, str], tags: list[str], state: int, page_size: int,
              page_token: str) -> tuple[list[SessionRecord], str]:
@@ -155,7 +194,7 @@ class Sessions:
                     continue
                 if not want_tags.issubset(rec.tags):
                     continue
-                out.append(self.store.fill_stats(rec, self.fold(rec)))
+                out.append(self.described(rec))
                 if len(out) == limit:
                     break
         more = bool(out) and len(out) == limit and bool(self.store.sessions_page(after, 1))

@@ -114,6 +114,12 @@ class ObjectBatch:
         self._chunk_bytes = 0
         self._files: dict[str, FileRecord] = {}
         self._trees: dict[str, tuple[bytes, int, int]] = {}
+        self._decoded: dict[str, dict[str, Entry]] = {}
+
+    def tree(self, h: str) -> dict[str, Entry]:
+        """A tree of this batch (stored or not yet), else one from the store."""
+        hit = self._decoded.get(h)
+        return hit if hit is not None else self.store.tree(h)
 
     def add_content(self, data: bytes | Iterable[bytes]) -> FileRecord:
         whole = blake3.blake3(max_threads=blake3.blake3.AUTO)
@@ -143,7 +149,7 @@ class ObjectBatch:
         files = sum(e.files for e in entries.values())
         size = sum(e.size for e in entries.values() if e.kind != SYMLINK)
         self._trees[h] = (data, files, size)
-        self.store.cache_tree(h, dict(entries))
+        self._decoded[h] = dict(entries)
         return Entry(DIR, 0o755, size, h, "", 0, files)
 
     def flush_chunks(self) -> None:
@@ -170,8 +176,11 @@ class ObjectBatch:
                 "ON CONFLICT(hash) DO UPDATE SET created_ns=excluded.created_ns",
                 [(h, d, f, b, now) for h, (d, f, b) in self._trees.items()],
             )
+        for h, entries in self._decoded.items():
+            self.store.cache_tree(h, entries)
         self._files.clear()
         self._trees.clear()
+        self._decoded.clear()
 
 
 def _fixed_pieces(data: bytes | Iterable[bytes]) -> Iterator[bytes]:

@@ -35,8 +35,11 @@ def not_a_directory(path: str, kind: int) -> FailedPrecondition:
 
 
 class Workspace:
-    def __init__(self, objects: ObjectStore, session_id: str, fold_root: str) -> None:
+    def __init__(self, objects: ObjectStore, session_id: str, fold_root: str, *,
+                 trees: ObjectStore | ObjectBatch | None = None) -> None:
         self.objects = objects
+        # Where trees are read: the store, or a batch holding an unstored snapshot.
+        self.trees = trees or objects
         self.db = objects.db
         self.session_id = session_id
         self.fold_root = fold_root
@@ -85,7 +88,7 @@ class Workspace:
         entry: Entry | None = None
         t = base_tree
         for i in range(start, len(comps)):
-            entries = self.objects.tree(t)
+            entries = self.trees.tree(t)
             entry = entries.get(comps[i])
             if entry is None:
                 return None, None
@@ -114,7 +117,7 @@ class Workspace:
             raise NotFound(f"no such directory: {path!r}", path=path)
         if entry.kind != DIR:
             raise not_a_directory(path, entry.kind)
-        children = dict(self.objects.tree(base)) if base else {}
+        children = dict(self.trees.tree(base)) if base else {}
         for r in self.db.query(
             f"SELECT {_ROW_COLS} FROM overlay WHERE session_id=? AND parent=?",
             (self.session_id, path),
@@ -210,7 +213,7 @@ class Workspace:
                 cur = paths.parent_of(cur)
 
         def build(dir_path: str, base_tree: str | None) -> dict[str, Entry]:
-            original = self.objects.tree(base_tree) if base_tree else {}
+            original = self.trees.tree(base_tree) if base_tree else {}
             entries = dict(original)
             for p in by_parent.get(dir_path, ()):
                 e = overlay[p]
@@ -252,18 +255,19 @@ class Workspace:
 
 
 def walk(
-    objects: ObjectStore, tree: str, prefix: str = "", *, depth: int = 0,
+    trees: ObjectStore | ObjectBatch, tree: str, prefix: str = "", *, depth: int = 0,
     after: tuple[str, ...] = (),
 ) -> Iterator[tuple[str, Entry]]:
     """Depth-first, names sorted: paths come out ordered by their component tuple.
 
     `after` resumes a paginated walk past that path (as a component tuple),
-    skipping whole subtrees that sort before it. depth 0 = unlimited.
+    skipping whole subtrees that sort before it. depth 0 = unlimited. `trees`
+    is the store, or a batch holding a not-yet-stored snapshot.
     """
     base = tuple(prefix.split("/")) if prefix else ()
 
     def rec(t: str, parts: tuple[str, ...], level: int) -> Iterator[tuple[str, Entry]]:
-        for name, e in sorted(objects.tree(t).items()):
+        for name, e in sorted(trees.tree(t).items()):
             me = parts + (name,)
             if after and me <= after[: len(me)] and me != after[: len(me)]:
                 continue  # this whole subtree sorts before the resume point
