@@ -49,7 +49,15 @@ def _diff(objects: ObjectStore | ObjectBatch, a: str, b: str, prefix: str, out: 
     if a == b:
         return
     ta, tb = objects.tree(a), objects.tree(b)
-    for name in sorted(ta.keys() | tb.keys()):
+    changed = []
+    for name, ea in ta.items():
+        # Unchanged entries are usually the very same objects (both trees were
+        # built from one cached parent), so identity settles most of them.
+        eb = tb.get(name)
+        if ea is not eb and (eb is None or ea.hash != eb.hash or not ea.content_equal(eb)):
+            changed.append(name)
+    changed += [name for name in tb if name not in ta]
+    for name in sorted(changed):
         ea, eb = ta.get(name), tb.get(name)
         path = paths.join(prefix, name)
         if ea is None:

@@ -13,7 +13,6 @@ subtrees, which is what makes diff, fork and checkpoint O(changed paths).
 
 from __future__ import annotations
 
-import json
 import time
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping
@@ -22,6 +21,7 @@ from pathlib import Path
 from threading import Lock
 
 import blake3
+import orjson
 
 from aetherd.store.blobs import BlobStore, chunk_hash
 from aetherd.store.db import Database
@@ -68,15 +68,26 @@ def symlink_entry(target: str, mtime_ns: int = 0) -> Entry:
 
 
 def encode_tree(entries: Mapping[str, Entry]) -> bytes:
-    rows = [
-        [n, e.kind, e.mode, e.size, e.hash, e.target, e.mtime_ns, e.files]
-        for n, e in sorted(entries.items())
-    ]
-    return json.dumps(rows, separators=(",", ":"), ensure_ascii=False).encode()
+    """Compact JSON, names sorted: byte-identical to json.dumps(separators=(",", ":"),
+    ensure_ascii=False), only several times faster (trees are re-encoded on every
+    snapshot and fold, so this is on the hot path)."""
+    return _encode_with_totals(entries)[0]
+
+
+def _encode_with_totals(entries: Mapping[str, Entry]) -> tuple[bytes, int, int]:
+    """encode_tree plus the subtree's file count and content bytes, in one pass."""
+    rows = []
+    files = size = 0
+    for n, e in sorted(entries.items()):
+        rows.append([n, e.kind, e.mode, e.size, e.hash, e.target, e.mtime_ns, e.files])
+        files += e.files
+        if e.kind != SYMLINK:
+            size += e.size
+    return orjson.dumps(rows), files, size
 
 
 def decode_tree(data: bytes) -> dict[str, Entry]:
-    return {r[0]: Entry(*r[1:]) for r in json.loads(data)}
+    return {r[0]: Entry(*r[1:]) for r in orjson.loads(data)}
 
 
 EMPTY_TREE_DATA = encode_tree({})
@@ -144,10 +155,8 @@ class ObjectBatch:
 
     def add_tree(self, entries: Mapping[str, Entry]) -> Entry:
         """Store a directory; returns its entry (mode/mtime to be set by the caller)."""
-        data = encode_tree(entries)
+        data, files, size = _encode_with_totals(entries)
         h = blake3.blake3(data).hexdigest()
-        files = sum(e.files for e in entries.values())
-        size = sum(e.size for e in entries.values() if e.kind != SYMLINK)
         self._trees[h] = (data, files, size)
         self._decoded[h] = dict(entries)
         return Entry(DIR, 0o755, size, h, "", 0, files)
