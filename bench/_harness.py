@@ -170,3 +170,10 @@ def human_bytes(n: float) -> str:
 
 def rmtree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
+
+
+def machine_note(load_start: float) -> str:
+    """One line on how busy the machine was: other work skews every number."""
+    return (f"machine: {os.cpu_count()} CPUs; 1-minute load average {load_start:.2f} at the "
+            f"start, {os.getloadavg()[0]:.2f} at the end (this run itself adds about 1; "
+            "much more means other work competed)")
