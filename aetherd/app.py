@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from aether import pb
@@ -28,7 +29,13 @@ class Daemon:
 
 
 def open_daemon(config: Config) -> Daemon:
+    """Build the daemon's objects. Called from inside the event loop that will
+    serve them, so live followers are woken on that loop."""
     store = Store(config.data_dir)
+    try:
+        store.hub.bind(asyncio.get_running_loop())
+    except RuntimeError:  # no loop (maintenance tools): nobody follows live
+        pass
     runner = Runner()
     sessions = Sessions(store, config.import_roots,
                         host_paths_allowed=bool(config.import_roots) or not config.has_tcp_listener)

@@ -174,7 +174,7 @@ class Files:
 
     def write(self, session_id: str, path: str, data: bytes, *, if_match: str = "",
               mode: int = 0, create_parents: bool = True, at_offset: bool = False,
-              offset: int = 0) -> tuple[str, Entry]:
+              offset: int = 0, event: str = "file.written") -> tuple[str, Entry]:
         path = paths.normalize(path, allow_root=False)
         if mode & ~0o7777:
             raise InvalidArgument(f"bad mode {oct(mode)}")
@@ -204,6 +204,8 @@ class Files:
                 entry = file_entry(content.hash, content.size, new_mode)
                 ws.put(path, entry)
                 self.store.touch(session_id)
+                self.store.events.emit(session_id, event, path, size=content.size,
+                                       hash=content.hash)
             return path, entry
         raise Conflict(f"{path!r} kept changing during a range write; retry", path=path)
 
@@ -217,6 +219,7 @@ class Files:
             self._check_match(path, cur, if_match)
             ws.remove(path)
             self.store.touch(session_id)
+            self.store.events.emit(session_id, "file.deleted", path)
         return path, cur
 
     def mkdir(self, session_id: str, path: str, parents: bool, mode: int) -> tuple[str, Entry]:
@@ -232,6 +235,7 @@ class Files:
             entry = Entry(DIR, mode or 0o755, 0, EMPTY_TREE, "", time.time_ns(), 0)
             ws.put(path, entry)
             self.store.touch(session_id)
+            self.store.events.emit(session_id, "dir.created", path)
         return path, entry
 
     def rmdir(self, session_id: str, path: str, recursive: bool) -> tuple[str, Entry]:
@@ -245,6 +249,7 @@ class Files:
                 raise FailedPrecondition(f"directory not empty: {path!r}", path=path)
             ws.remove(path)
             self.store.touch(session_id)
+            self.store.events.emit(session_id, "dir.removed", path, recursive=recursive)
         return path, cur
 
     def symlink(self, session_id: str, path: str, target: str) -> tuple[str, Entry]:
@@ -259,6 +264,7 @@ class Files:
             entry = symlink_entry(target)
             ws.put(path, entry)
             self.store.touch(session_id)
+            self.store.events.emit(session_id, "symlink.created", path, target=target)
         return path, entry
 
     def _place(self, ws: Workspace, src: str | None, dst: str, entry: Entry,
@@ -292,6 +298,7 @@ class Files:
             self._place(ws, src, dst, entry, overwrite)
             ws.remove(src)
             self.store.touch(session_id)
+            self.store.events.emit(session_id, "path.renamed", dst, from_path=src)
         return dst, entry
 
     def copy(self, session_id: str, src: str, dst: str, overwrite: bool,
@@ -311,6 +318,7 @@ class Files:
                 raise InvalidArgument("source and destination are the same path")
             self._place(ws, None if fixed else src, dst, entry, overwrite)
             self.store.touch(session_id)
+            self.store.events.emit(session_id, "path.copied", dst, from_path=src, at=at)
         return dst, entry
 
     def patch(self, session_id: str, path: str, diff_text: str,
@@ -337,6 +345,7 @@ class Files:
         if text.endswith("\n") or not text:
             new_text += "\n"
         # Conditional on the content we patched, so a concurrent write is not lost.
-        return self.write(session_id, path, new_text.encode(), if_match=cur.hash)
+        return self.write(session_id, path, new_text.encode(), if_match=cur.hash,
+                          event="file.patched")
 
 

@@ -78,6 +78,7 @@ class Persistence:
                 f"INSERT INTO checkpoints({_CKP_COLS}) VALUES (?,?,?,?,?,?)",
                 (cid, session_id, root, message, json.dumps(labels), time.time_ns()),
             )
+            self.store.events.emit(session_id, "checkpoint.created", checkpoint_id=cid, root=root)
         return self.get_checkpoint(session_id, cid)
 
     def get_checkpoint(self, session_id: str, checkpoint_id: str) -> CheckpointRecord:
@@ -107,6 +108,7 @@ class Persistence:
         rec = self.get_checkpoint(session_id, checkpoint_id)
         with self.db.write():
             self.db.execute("DELETE FROM checkpoints WHERE id=?", (checkpoint_id,))
+            self.store.events.emit(session_id, "checkpoint.deleted", checkpoint_id=checkpoint_id)
         return rec
 
     # ---- commits
@@ -139,6 +141,8 @@ class Persistence:
                 "created_ns) VALUES (?,?,?,?,?,?,?,?)",
                 (cid, root, session_id, parent, message, author or rec.owner, "[]", time.time_ns()),
             )
+            self.store.events.emit(session_id, "commit.created", actor=author or rec.owner,
+                                   commit_id=cid, root=root)
         return self.get_commit(cid)
 
     def get_commit(self, commit_id: str) -> CommitRecord:
@@ -282,6 +286,8 @@ class Persistence:
                     raise NotFound(f"parent directory of {top!r} does not exist")
             self._merge_into(ws, top, tree)
             self.store.touch(session_id)
+            self.store.events.emit(session_id, "import.completed", top, files=builder.files,
+                                   bytes=builder.bytes)
             root = ws.fold()
         resp = builder.summary()
         resp.root_hash = root

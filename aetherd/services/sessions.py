@@ -66,6 +66,9 @@ class Sessions:
         )
         with self.db.write():
             self.store.insert_session(rec)
+            self.store.events.emit(rec.id, "session.created", source=kind, ref=ref)
+            if kind == "session" and parent:
+                self.store.events.emit(parent, "session.forked", child=rec.id)
         return self.store.fill_stats(rec, root)
 
     def _root_from_source(self, source: pb.SessionSource | None) -> tuple[str, str, str, str]:
@@ -218,6 +221,7 @@ class Sessions:
                     (value if key == "name" else json.dumps(value), session_id),
                 )
             self.store.touch(session_id)
+            self.store.events.emit(session_id, "session.updated", fields=",".join(sorted(fields)))
         return self.get(session_id)
 
     def fork(self, session_id: str, spec: NewSession, at: str) -> SessionRecord:
@@ -239,6 +243,8 @@ class Sessions:
                 "UPDATE sessions SET state=?, archived_ns=?, updated_ns=? WHERE id=? AND state=?",
                 (ARCHIVED, now, now, session_id, ACTIVE),
             )
+            if self.db.connection().changes():
+                self.store.events.emit(session_id, "session.archived")
         return self.get(session_id)
 
     def restore(self, session_id: str, target: str) -> SessionRecord:
@@ -255,6 +261,7 @@ class Sessions:
                 "UPDATE sessions SET fold_root=?, updated_ns=? WHERE id=?",
                 (root, time.time_ns(), session_id),
             )
+            self.store.events.emit(session_id, "session.restored", target=target, root=root)
         return self.get(session_id)
 
     def delete(self, session_id: str) -> SessionRecord:

@@ -15,6 +15,8 @@ from pathlib import Path
 from aether import pb
 from aether.errors import FailedPrecondition, InvalidArgument, NotFound
 from aetherd.ids import check_id
+from aetherd.services.events import Events
+from aetherd.services.hub import Hub
 from aetherd.store.db import Database
 from aetherd.store.objects import ObjectStore, open_store
 from aetherd.store.workspace import Workspace
@@ -61,11 +63,13 @@ class SessionRecord:
 
 
 class Store:
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, hub: Hub | None = None) -> None:
         self.data_dir = data_dir
         self.db: Database
         self.objects: ObjectStore
         self.db, self.objects = open_store(data_dir)
+        self.hub = hub or Hub()
+        self.events = Events(self.db, self.hub)
 
     def close(self) -> None:
         self.objects.blobs.close()

@@ -54,12 +54,29 @@ class Database:
                 yield conn
             return
         conn.execute("BEGIN IMMEDIATE")
+        self._local.after = []
         try:
             yield conn
         except BaseException:
             conn.execute("ROLLBACK")
+            self._local.after = []
             raise
         conn.execute("COMMIT")
+        callbacks, self._local.after = self._local.after, []
+        for fn in callbacks:
+            fn()
+
+    def after_commit(self, fn: Callable[[], Any]) -> None:
+        """Run fn once the current write transaction has committed (never on rollback).
+
+        Live followers are woken this way: a follower woken before the commit
+        would look, find nothing yet, and sleep through the change.
+        """
+        after = getattr(self._local, "after", None)
+        if after is None or self.connection().getautocommit():
+            fn()
+        else:
+            after.append(fn)
 
     @contextmanager
     def read(self) -> Iterator[apsw.Connection]:

@@ -86,6 +86,93 @@ CREATE TABLE IF NOT EXISTS commits (
     created_ns  INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS commits_by_session ON commits(session_id, id);
+
+-- The activity stream. Rows are written in the same transaction as the change
+-- they describe, so a reader never sees a change without its event or an
+-- event for a change that rolled back.
+CREATE TABLE IF NOT EXISTS events (
+    session_id  TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+    cursor      INTEGER NOT NULL,   -- per session, strictly increasing from 1
+    type        TEXT NOT NULL,      -- e.g. file.written, checkpoint.created
+    path        TEXT NOT NULL DEFAULT '',
+    actor       TEXT NOT NULL DEFAULT '',
+    attributes  TEXT NOT NULL DEFAULT '{}',
+    time_ns     INTEGER NOT NULL,
+    PRIMARY KEY (session_id, cursor)
+) WITHOUT ROWID;
+
+-- The message bus: ordered per session, bounded retention.
+CREATE TABLE IF NOT EXISTS bus (
+    session_id  TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+    cursor      INTEGER NOT NULL,   -- per session, strictly increasing from 1
+    topic       TEXT NOT NULL,
+    payload     BLOB NOT NULL,
+    content_type TEXT NOT NULL DEFAULT '',
+    sender      TEXT NOT NULL DEFAULT '',
+    time_ns     INTEGER NOT NULL,
+    PRIMARY KEY (session_id, cursor)
+) WITHOUT ROWID;
+
+-- The knowledge cache: bytes by key, versioned for compare-and-set.
+CREATE TABLE IF NOT EXISTS cache (
+    session_id  TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+    key         TEXT NOT NULL,
+    value       BLOB NOT NULL,
+    content_type TEXT NOT NULL DEFAULT '',
+    version     INTEGER NOT NULL,   -- 1 on create, +1 on every write
+    created_ns  INTEGER NOT NULL,
+    updated_ns  INTEGER NOT NULL,
+    expires_ns  INTEGER NOT NULL DEFAULT 0,  -- 0 = never
+    PRIMARY KEY (session_id, key)
+) WITHOUT ROWID;
+
+-- Per-session counters that are not derivable from rows (cache hits/misses).
+CREATE TABLE IF NOT EXISTS counters (
+    session_id  TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+    name        TEXT NOT NULL,
+    value       INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (session_id, name)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS comments (
+    id          TEXT PRIMARY KEY,   -- cmn_<sortable id>
+    session_id  TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+    parent_id   TEXT NOT NULL DEFAULT '',
+    author      TEXT NOT NULL DEFAULT '',
+    body        TEXT NOT NULL,
+    path        TEXT NOT NULL DEFAULT '',
+    created_ns  INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS comments_by_session ON comments(session_id, id);
+
+CREATE TABLE IF NOT EXISTS annotations (
+    id          TEXT PRIMARY KEY,   -- ann_<sortable id>
+    session_id  TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+    path        TEXT NOT NULL,
+    start_line  INTEGER NOT NULL,
+    end_line    INTEGER NOT NULL,
+    author      TEXT NOT NULL DEFAULT '',
+    body        TEXT NOT NULL,
+    severity    TEXT NOT NULL DEFAULT '',
+    file_hash   TEXT NOT NULL DEFAULT '',  -- content the lines refer to
+    created_ns  INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS annotations_by_session ON annotations(session_id, path, id);
+
+-- An approval is bound to the exact state (root hash) it was requested for.
+CREATE TABLE IF NOT EXISTS approvals (
+    id          TEXT PRIMARY KEY,   -- apr_<sortable id>
+    session_id  TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+    root_hash   TEXT NOT NULL,
+    requester   TEXT NOT NULL DEFAULT '',
+    reviewer    TEXT NOT NULL DEFAULT '',
+    state       INTEGER NOT NULL,   -- pb.ApprovalState (PENDING/APPROVED/REJECTED)
+    reason      TEXT NOT NULL DEFAULT '',
+    title       TEXT NOT NULL DEFAULT '',
+    created_ns  INTEGER NOT NULL,
+    decided_ns  INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS approvals_by_session ON approvals(session_id, id);
 """
 
 BLOB_SCHEMA = """
