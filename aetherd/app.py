@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from aether import pb
 from aetherd.api import Api
+from aetherd.api.bus import BusApi
+from aetherd.api.cache import CacheApi
 from aetherd.api.core import FilesApi, PersistenceApi, Runner, SessionsApi
+from aetherd.api.events import EventsApi
 from aetherd.api.observability import ObservabilityApi
+from aetherd.api.review import ReviewApi
 from aetherd.config import Config
 from aetherd.services.files import Files
 from aetherd.services.persistence import Persistence
@@ -45,10 +48,10 @@ def open_daemon(config: Config) -> Daemon:
         sessions=SessionsApi(sessions, runner),
         files=FilesApi(files, persistence, runner),
         persistence=PersistenceApi(persistence, runner),
-        cache=pb.CacheServiceBase(),
-        bus=pb.BusServiceBase(),
-        events=pb.EventServiceBase(),
-        review=pb.ReviewServiceBase(),
+        cache=CacheApi(store, runner),
+        bus=BusApi(store, runner),
+        events=EventsApi(store, runner),
+        review=ReviewApi(store, runner),
         observability=ObservabilityApi(store, runner),
     )
     return Daemon(config, store, runner, api)

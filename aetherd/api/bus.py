@@ -1,0 +1,12 @@
+"""Proto adapter for the bus service (being implemented; unimplemented RPCs answer UNIMPLEMENTED)."""
+
+from __future__ import annotations
+
+from aether import pb
+from aetherd.api.core import Runner
+from aetherd.services.state import Store
+
+
+class BusApi(pb.BusServiceBase):
+    def __init__(self, store: Store, run: Runner) -> None:
+        self.store, self.run = store, run
