@@ -7,22 +7,18 @@ Nothing here imports from tests/.
 
 from __future__ import annotations
 
-import json
 import os
-import secrets
 import shutil
-import signal
-import socket
 import stat
 import statistics
 import subprocess
-import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+
+from aetherd.testing import DaemonProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -39,71 +35,9 @@ GIT = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@dataclass
-class Daemon:
-    """An `aetherd` subprocess on TCP loopback with its own data dir and token."""
-
-    data_dir: Path
-    token: str = field(default_factory=lambda: secrets.token_urlsafe(16))
-    http_port: int = field(default_factory=free_port)
-    grpc_port: int = field(default_factory=free_port)
-    # Host directories the daemon may create sessions from (directory sources).
-    # A TCP daemon allows none unless told, so the benchmarks pass a config file.
-    import_roots: list[Path] = field(default_factory=list)
-    proc: subprocess.Popen | None = None
-    log_path: Path = field(default=Path())
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
-
-    def client(self) -> httpx.Client:
-        return httpx.Client(
-            base_url=self.url,
-            headers={"Authorization": f"Bearer {self.token}"},
-            timeout=httpx.Timeout(3600.0, connect=10.0),
-        )
-
-    def start(self) -> Daemon:
-        self.log_path = self.data_dir.parent / f"aetherd-{self.http_port}.log"
-        config = self.data_dir.parent / f"aetherd-{self.http_port}.toml"
-        roots = ", ".join(json.dumps(str(Path(r).resolve())) for r in self.import_roots)
-        config.write_text(f"[aetherd]\nimport_roots = [{roots}]\n")
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "aetherd", "serve", "--config", str(config),
-             "--data-dir", str(self.data_dir),
-             "--http", f"tcp:127.0.0.1:{self.http_port}",
-             "--grpc", f"tcp:127.0.0.1:{self.grpc_port}", "--token", self.token],
-            stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
-        )
-        log.close()
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"aetherd exited early:\n{self.log_path.read_text()}")
-            try:
-                if httpx.get(f"{self.url}/v1/health", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError(f"aetherd did not become healthy:\n{self.log_path.read_text()}")
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+def new_daemon(data_dir: Path, import_roots: list[Path]) -> DaemonProcess:
+    """A real aetherd (not yet started) on loopback that may create sessions from `import_roots`."""
+    return DaemonProcess(data_dir, import_roots=[str(Path(r).resolve()) for r in import_roots])
 
 
 def check(resp: httpx.Response, what: str) -> httpx.Response:

@@ -437,13 +437,13 @@ def main(argv: list[str] | None = None) -> int:
     console = Console() if sys.stdout.isatty() else Console(width=160)
     err = Console(stderr=True) if sys.stderr.isatty() else Console(stderr=True, width=200)
     work = Path(tempfile.mkdtemp(prefix="aether-bench-fork-"))
-    daemon = h.Daemon(work / "data", import_roots=[work])
+    daemon = h.new_daemon(work / "data", [work])
     rows: list[Row] = []
     load_start = os.getloadavg()[0]
     try:
         daemon.start()
-        err.print(f"aetherd on {daemon.url}, data in {daemon.data_dir}, log {daemon.log_path}")
-        with daemon.client() as client:
+        err.print(f"aetherd on {daemon.http_url}, data in {daemon.data_dir}, log {daemon.log_path}")
+        with daemon.http(timeout=3600) as client:
             for n in sizes:
                 size_rows, _ = bench_size(n, work, client, args.reps, args.budget,
                                           lambda m: err.print(m, highlight=False, markup=False))

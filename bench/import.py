@@ -62,10 +62,10 @@ def one_rep(tree: Path, work: Path, rep: int, log) -> dict[str, float | int]:
     h.run(["cp", "-a", str(tree), str(copy)])  # untimed; warms the page cache too
 
     # -- AetherFS
-    daemon = h.Daemon(rep_dir / "data", import_roots=[tree])
+    daemon = h.new_daemon(rep_dir / "data", [tree])
     try:
         daemon.start()
-        with daemon.client() as client:
+        with daemon.http(timeout=3600) as client:
             h.check(client.get("/v1/health"), "health")
             os.sync()
             ms, resp = h.timed(lambda: h.check(client.post(
