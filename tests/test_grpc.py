@@ -83,13 +83,6 @@ async def test_errors_carry_stable_codes(channel, md, call, status, code):
     assert err.value.status == status
 
 
-async def test_unimplemented_rpcs_say_so(channel, md):
-    cache = pb.CacheServiceStub(channel, metadata=md)
-    with pytest.raises(GRPCError) as err:
-        await cache.stats(pb.CacheStatsRequest(session_id="ses_x"))
-    assert err.value.status == Status.UNIMPLEMENTED
-
-
 async def test_token_is_required_on_tcp(channel):
     sessions = pb.SessionServiceStub(channel, metadata={"authorization": "Bearer wrong"})
     with pytest.raises(GRPCError) as err:

@@ -48,6 +48,7 @@ from aetherd.http.routes import GRPC_ONLY, ROUTES, Route
 from aetherd.http.routing import Router, compile_template
 from aetherd.http.rpcs import all_rpcs, rpc, service_classes
 from aetherd.ids import new_id
+from aetherd.services.bus import MAX_PAYLOAD_BYTES
 from aetherd.store.objects import CHUNK_SIZE
 
 TOKEN = "s3cret-token"
@@ -352,6 +353,10 @@ async def assert_error(resp, status: int, code: str) -> dict[str, Any]:
     assert body["error"]["status"] == status
     assert isinstance(body["error"]["message"], str) and body["error"]["message"]
     return body["error"]
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
 
 
 def etag_of(data: bytes) -> str:
@@ -704,6 +709,311 @@ async def _health(w: World) -> Any:
     return health
 
 
+# ---- knowledge cache
+
+
+async def cache_put(w: World, key: str, value: bytes, **fields: Any) -> dict[str, Any]:
+    return await w.json("PUT", f"/cache/{key}", json={"value": b64(value), **fields})
+
+
+async def cache_keys(w: World) -> list[str]:
+    return [k["key"] for k in (await w.json("GET", "/cache/keys"))["keys"]]
+
+
+@effect("cache", "put")
+async def _cache_put(w: World) -> Any:
+    meta = await cache_put(w, "notes%2Ftoday", b"hello", contentType="text/plain")
+    assert (meta["key"], meta["size"], meta["contentType"]) == ("notes/today", "5", "text/plain")
+    got = await w.json("GET", "/cache/notes%2Ftoday")
+    assert (base64.b64decode(got["value"]), got["metadata"]) == (b"hello", meta)
+    return meta
+
+
+@effect("cache", "get")
+async def _cache_get(w: World) -> Any:
+    meta = await cache_put(w, "k1", b"\x00\xffvalue")
+    got = await w.json("GET", "/cache/k1")
+    assert (base64.b64decode(got["value"]), got["metadata"]) == (b"\x00\xffvalue", meta)
+    await assert_error(await w.stack.client.get(w.s("/cache/absent")), 404, "not_found")
+    return got
+
+
+@effect("cache", "delete")
+async def _cache_delete(w: World) -> Any:
+    await cache_put(w, "k1", b"v")
+    gone = await w.json("DELETE", "/cache/k1")
+    assert gone == {"deleted": "1"}
+    await assert_error(await w.stack.client.get(w.s("/cache/k1")), 404, "not_found")
+    assert await w.json("DELETE", "/cache/k1") == {"deleted": "0"}
+    return gone
+
+
+@effect("cache", "exists")
+async def _cache_exists(w: World) -> Any:
+    assert await w.json("GET", "/cache/k1/exists") == {"exists": False}
+    await cache_put(w, "k1", b"v")
+    there = await w.json("GET", "/cache/k1/exists")
+    assert there == {"exists": True}
+    return there
+
+
+@effect("cache", "get_metadata")
+async def _cache_get_metadata(w: World) -> Any:
+    meta = await cache_put(w, "k1", b"abc", contentType="text/plain")
+    got = await w.json("GET", "/cache/k1/metadata")
+    assert got == meta
+    assert (got["key"], got["size"], got["contentType"]) == ("k1", "3", "text/plain")
+    return got
+
+
+@effect("cache", "compare_and_set")
+async def _cache_compare_and_set(w: World) -> Any:
+    url = "/cache/lock/compare-and-set"
+    made = await w.json("POST", url, json={"expectAbsent": True, "value": b64(b"me")})
+    assert made["swapped"] is True
+    lost = await w.json("POST", url, json={"expectAbsent": True, "value": b64(b"you")})
+    assert lost == {"swapped": False, "metadata": made["metadata"]}
+    won = await w.json("POST", url, json={"expectedVersion": made["metadata"]["version"],
+                                          "value": b64(b"me2")})
+    assert won["swapped"] and int(won["metadata"]["version"]) > int(made["metadata"]["version"])
+    assert base64.b64decode((await w.json("GET", "/cache/lock"))["value"]) == b"me2"
+    return won
+
+
+@effect("cache", "list_keys")
+async def _cache_list_keys(w: World) -> Any:
+    for key in ("p%2F2", "p%2F1", "q", "pp"):
+        await cache_put(w, key, b"v")
+    listed = await w.json("GET", "/cache/keys?prefix=p/")
+    assert ([k["key"] for k in listed["keys"]], listed["nextPageToken"]) == (["p/1", "p/2"], "")
+    assert await cache_keys(w) == ["p/1", "p/2", "pp", "q"]
+    return listed
+
+
+@effect("cache", "stats")
+async def _cache_stats(w: World) -> Any:
+    await cache_put(w, "a", b"abc")
+    await cache_put(w, "b", b"defgh")
+    await w.json("GET", "/cache/a")
+    await assert_error(await w.stack.client.get(w.s("/cache/nope")), 404, "not_found")
+    stats = await w.json("GET", "/cache/stats")
+    assert stats == {"keys": "2", "bytes": "8", "hits": "1", "misses": "1"}
+    return stats
+
+
+@effect("cache", "batch_get")
+async def _cache_batch_get(w: World) -> Any:
+    await cache_put(w, "a", b"one")
+    await cache_put(w, "b", b"two")
+    got = await w.json("POST", "/cache/batch-get", json={"keys": ["b", "missing", "a"]})
+    assert [(e["metadata"]["key"], base64.b64decode(e["value"])) for e in got["entries"]] == [
+        ("b", b"two"), ("a", b"one")]
+    assert got["missing"] == ["missing"]
+    return got
+
+
+@effect("cache", "batch_set")
+async def _cache_batch_set(w: World) -> Any:
+    made = await w.json("POST", "/cache/batch-set", json={"items": [
+        {"key": "x/1", "value": b64(b"one"), "contentType": "text/plain"},
+        {"key": "y", "value": b64(b"why"), "ttlSeconds": "3600"}]})
+    assert [(m["key"], m["size"]) for m in made["entries"]] == [("x/1", "3"), ("y", "3")]
+    assert len({m["version"] for m in made["entries"]}) == 1  # one transaction
+    assert made["entries"][1]["expireTime"] and made["entries"][0]["expireTime"] is None
+    assert base64.b64decode((await w.json("GET", "/cache/y"))["value"]) == b"why"
+    return made
+
+
+@effect("cache", "batch_delete")
+async def _cache_batch_delete(w: World) -> Any:
+    for key in ("a", "b", "c"):
+        await cache_put(w, key, b"v")
+    gone = await w.json("POST", "/cache/batch-delete", json={"keys": ["a", "c", "nope"]})
+    assert gone == {"deleted": "2"}
+    assert await cache_keys(w) == ["b"]
+    return gone
+
+
+@effect("cache", "delete_by_prefix")
+async def _cache_delete_by_prefix(w: World) -> Any:
+    for key in ("a", "a%2F", "a%2F1", "a%2F2%2Fdeep", "a0", "b"):
+        await cache_put(w, key, b"v")
+    gone = await w.json("POST", "/cache/delete-by-prefix", json={"prefix": "a/"})
+    assert gone == {"deleted": "3"}
+    assert await cache_keys(w) == ["a", "a0", "b"]
+    return gone
+
+
+# ---- bus and events
+
+
+@effect("bus", "publish")
+async def _bus_publish(w: World) -> Any:
+    sent = await w.json("POST", "/bus:publish", json={
+        "topic": "build", "payload": b64(b"\x00done"), "contentType": "text/x", "sender": "me"})
+    assert (sent["cursor"], sent["sessionId"], sent["topic"], sent["sender"]) == (
+        "1", w.sid, "build", "me")
+    read = await w.json("GET", "/bus")
+    assert read["messages"] == [sent]
+    assert base64.b64decode(read["messages"][0]["payload"]) == b"\x00done"
+    return sent
+
+
+@effect("bus", "read")
+async def _bus_read(w: World) -> Any:
+    for topic, data in (("a", b"1"), ("b", b"2"), ("a", b"3")):
+        await w.json("POST", "/bus:publish", json={"topic": topic, "payload": b64(data)})
+    every = await w.json("GET", "/bus")
+    assert [(m["cursor"], base64.b64decode(m["payload"])) for m in every["messages"]] == [
+        ("1", b"1"), ("2", b"2"), ("3", b"3")]
+    read = await w.json("GET", "/bus?after=1&topic=a")
+    assert ([m["cursor"] for m in read["messages"]], read["nextCursor"]) == (["3"], "3")
+    return read
+
+
+WORLD_EVENTS = [
+    ("session.created", ""), ("file.written", "dir/sub/file.txt"), ("file.written", "top.txt"),
+    ("checkpoint.created", ""), ("commit.created", ""), ("file.written", "later.txt"),
+]
+
+
+@effect("events", "list_events")
+async def _list_events(w: World) -> Any:
+    every = await w.json("GET", "/events")
+    assert [(e["type"], e["path"]) for e in every["events"]] == WORLD_EVENTS
+    assert [e["cursor"] for e in every["events"]] == [str(i) for i in range(1, 7)]
+    assert every["events"][3]["attributes"]["checkpoint_id"] == w.ckp
+    written = await w.json("GET", "/events?type=file.written&after=2")
+    assert [(e["cursor"], e["path"]) for e in written["events"]] == [
+        ("3", "top.txt"), ("6", "later.txt")]
+    return written
+
+
+# ---- observability (health: above)
+
+
+@effect("observability", "get_session_health")
+async def _get_session_health(w: World) -> Any:
+    health = await w.json("GET", "/health")
+    assert (health["sessionId"], health["status"]) == (w.sid, "ok")
+    checks = health["checks"]
+    assert (checks["session"], checks["state"], checks["checkpoints"]) == (
+        "ok", "active", "ok: 1 checkpoints")
+    await assert_error(await w.stack.client.get(f"/v1/sessions/{new_id('ses')}/health"), 404,
+                       "not_found")
+    return health
+
+
+@effect("observability", "get_usage")
+async def _get_usage(w: World) -> Any:
+    await cache_put(w, "k", b"x" * 10)
+    await w.json("POST", "/bus:publish", json={"topic": "t", "payload": b64(b"p")})
+    usage = await w.json("GET", "/usage")
+    total = sum(map(len, WORLD_FILES.values())) + len(LATER)
+    assert {k: v for k, v in usage.items() if k != "dedupRatio"} == {
+        "sessionId": w.sid, "files": "3", "directories": "2", "bytes": str(total),
+        "uniqueBlobBytes": str(total), "cacheKeys": "1", "cacheBytes": "10",
+        "busBacklog": "1", "checkpoints": "1", "commits": "1"}
+    assert usage["dedupRatio"] == pytest.approx(1.0)
+    return usage
+
+
+@effect("observability", "get_analytics")
+async def _get_analytics(w: World) -> Any:
+    got = await w.json("GET", "/analytics?window_seconds=60")
+    assert got["sessionId"] == w.sid
+    windows = got["windows"]
+    assert len(windows) == 24
+    start, end = (datetime.datetime.fromisoformat(windows[i][k].replace("Z", "+00:00"))
+                  for i, k in ((0, "startTime"), (-1, "endTime")))
+    assert (end - start).total_seconds() == 24 * 60
+    totals: dict[str, int] = {}
+    for window in windows:
+        for op in window["operations"]:
+            totals[op["operation"]] = totals.get(op["operation"], 0) + int(op["count"])
+    assert totals == {"session.created": 1, "file.written": 3, "checkpoint.created": 1,
+                      "commit.created": 1}
+    return got
+
+
+# ---- review
+@effect("review", "create_comment")
+async def _create_comment(w: World) -> Any:
+    top = await w.json("POST", "/comments", 201, json={"body": "why?", "path": "/top.txt"})
+    reply = await w.json("POST", "/comments", 201, json={"body": "because", "parentId": top["id"]})
+    assert (reply["parentId"], reply["path"]) == (top["id"], "top.txt")
+    return reply
+
+
+@effect("review", "list_comments")
+async def _list_comments(w: World) -> Any:
+    made = await w.json("POST", "/comments", 201, json={"body": "b", "path": "dir/sub/file.txt"})
+    await w.json("POST", "/comments", 201, json={"body": "elsewhere"})
+    listed = await w.json("GET", "/comments?path=dir")
+    assert [c["id"] for c in listed["comments"]] == [made["id"]]
+    return listed
+
+
+@effect("review", "create_annotation")
+async def _create_annotation(w: World) -> Any:
+    ann = await w.json("POST", "/annotations", 201, json={
+        "path": "dir/sub/file.txt", "startLine": 1, "endLine": 1, "body": "b"})
+    assert ann["fileHash"] == etag_of(WORLD_FILES["dir/sub/file.txt"]).strip('"')
+    return ann
+
+
+@effect("review", "list_annotations")
+async def _list_annotations(w: World) -> Any:
+    ann = await w.json("POST", "/annotations", 201, json={
+        "path": "top.txt", "startLine": 1, "endLine": 1, "body": "b"})
+    listed = await w.json("GET", "/annotations?path=top.txt")
+    assert [a["id"] for a in listed["annotations"]] == [ann["id"]]
+    return listed
+
+
+@effect("review", "delete_annotation")
+async def _delete_annotation(w: World) -> Any:
+    ann = await w.json("POST", "/annotations", 201, json={
+        "path": "top.txt", "startLine": 1, "endLine": 1, "body": "b"})
+    gone = await w.json("DELETE", f"/annotations/{ann['id']}")
+    assert gone["id"] == ann["id"]
+    assert (await w.json("GET", "/annotations")).get("annotations", []) == []
+    return gone
+
+
+@effect("review", "request_approval")
+async def _request_approval(w: World) -> Any:
+    apr = await w.json("POST", "/approvals", 201, json={"requester": "me", "title": "t"})
+    root = (await w.stack.json("GET", w.s()))["rootHash"]
+    assert (apr["state"], apr["rootHash"]) == ("APPROVAL_STATE_PENDING", root)
+    return apr
+
+
+@effect("review", "list_approvals")
+async def _list_approvals(w: World) -> Any:
+    apr = await w.json("POST", "/approvals", 201, json={})
+    listed = await w.json("GET", "/approvals?state=APPROVAL_STATE_PENDING")
+    assert [a["id"] for a in listed["approvals"]] == [apr["id"]]
+    return listed
+
+
+@effect("review", "approve")
+async def _approve(w: World) -> Any:
+    apr = await w.json("POST", "/approvals", 201, json={})
+    done = await w.json("POST", f"/approvals/{apr['id']}:approve", json={"reviewer": "r"})
+    assert (done["state"], done["reviewer"]) == ("APPROVAL_STATE_APPROVED", "r")
+    return done
+
+
+@effect("review", "reject")
+async def _reject(w: World) -> Any:
+    apr = await w.json("POST", "/approvals", 201, json={})
+    done = await w.json("POST", f"/approvals/{apr['id']}:reject",
+                        json={"reviewer": "r", "reason": "no"})
+    assert (done["state"], done["reason"]) == ("APPROVAL_STATE_REJECTED", "no")
+    return done
+
+
 def served_by_generated_base(api: Api, service: str, name: str) -> bool:
     """True while the daemon serves this RPC with the generated base (UNIMPLEMENTED)."""
     return getattr(type(getattr(api, service)), name) is getattr(service_classes()[service], name)
@@ -726,7 +1036,7 @@ def test_effect_checks_name_routed_rpcs() -> None:
 async def test_each_route_reaches_its_rpc(stack: Stack, route: Route) -> None:
     """Every route, on the real daemon: an implemented RPC must show its effect
     (and its reply must match the published schema); one the daemon does not
-    implement yet (cache, bus, events, review...) must answer the 501 JSON error."""
+    implement yet (none today) must answer the 501 JSON error."""
     w = await make_world(stack)
     check = EFFECTS.get((route.service, route.rpc))
     if check is None:
@@ -799,8 +1109,23 @@ async def test_tricky_paths_reach_the_right_files(stack: Stack) -> None:
     assert (root["path"], root["kind"]) == ("", "ENTRY_KIND_DIRECTORY")
     tree = await stack.json("GET", f"{s}/tree?recursive=true")
     assert {e["path"] for e in tree["entries"]} == {"a:b", "a:b/c d", "a", "a/b"}
-    # The literal "keys" is the listing (ListKeys: not implemented yet), never the key "keys".
-    await assert_error(await stack.client.get(f"{s}/cache/keys"), 501, "unimplemented")
+    # The literal "keys" is the listing, never the key "keys"; encoded, "keys" is a key
+    # (raw_request: a client library would decode %6B back to "k").
+    status, _, body = await raw_request(stack.client, "PUT", f"{s}/cache/%6Beys",
+                                        headers={"Content-Type": "application/json"},
+                                        body=json.dumps({"value": b64(b"v")}).encode())
+    assert (status, json.loads(body)["key"]) == (200, "keys"), body
+    status, _, body = await raw_request(stack.client, "PUT", f"{s}/cache/a%2Fb",
+                                        headers={"Content-Type": "application/json"},
+                                        body=json.dumps({"value": b64(b"slash")}).encode())
+    assert (status, json.loads(body)["key"]) == (200, "a/b"), body
+    listed = await stack.json("GET", f"{s}/cache/keys")
+    assert ([k["key"] for k in listed["keys"]], listed["nextPageToken"]) == (["a/b", "keys"], "")
+    status, _, body = await raw_request(stack.client, "GET", f"{s}/cache/%6Beys")
+    assert (status, base64.b64decode(json.loads(body)["value"])) == (200, b"v")
+    status, _, body = await raw_request(stack.client, "GET", f"{s}/cache/a%2Fb/exists")
+    assert (status, json.loads(body)) == (200, {"exists": True})
+    assert (await stack.json("GET", f"{s}/cache/stats"))["keys"] == "2"
 
 
 @pytest.mark.parametrize(("method", "url", "status", "code"), [
@@ -908,20 +1233,38 @@ async def test_query_params_select_state_depth_and_paths(stack: Stack) -> None:
     assert "+o" in full["files"][0]["unified"]
 
 
-@pytest.mark.parametrize(("query", "status"), [
-    # Well-typed values get through to the service (events and review: not implemented
-    # yet); badly typed ones stop at the shim.
-    ("events?after=7&type=file.written&limit=3", 501),
-    ("events?after=x", 400),
-    ("events?limit=-1", 400),
-    ("approvals?state=APPROVAL_STATE_PENDING", 501),
-    ("approvals?state=bogus", 400),
+@pytest.mark.parametrize("query", [
+    "events?after=x", "events?limit=-1", "events?after=1&after=2", "bus?limit=abc",
+    "approvals?state=bogus", "comments?page_size=-1",
 ])
-async def test_typed_query_values_on_routes_not_implemented_yet(stack: Stack, query,
-                                                                status) -> None:
+async def test_badly_typed_query_values_stop_at_the_shim(stack: Stack, query) -> None:
     sid = await stack.new_session()
     resp = await stack.client.get(f"/v1/sessions/{sid}/{query}")
-    await assert_error(resp, status, "unimplemented" if status == 501 else "invalid_argument")
+    await assert_error(resp, 400, "invalid_argument")
+
+
+async def test_well_typed_query_values_reach_the_service(stack: Stack) -> None:
+    w = await make_world(stack)
+    page = await w.json("GET", "/events?after=2&type=file.written&limit=1")
+    assert [(e["cursor"], e["path"]) for e in page["events"]] == [("3", "top.txt")]
+    assert page["nextCursor"] == "3"
+    page = await w.json("GET", "/events?after=3&types=file.written&types=commit.created")
+    assert [(e["cursor"], e["type"]) for e in page["events"]] == [
+        ("5", "commit.created"), ("6", "file.written")]
+    pending = await w.json("POST", "/approvals", 201, json={"title": "p"})
+    decided = await w.json("POST", "/approvals", 201, json={"title": "d"})
+    await w.json("POST", f"/approvals/{decided['id']}:approve", json={"reviewer": "r"})
+
+    async def approvals(query: str) -> list[str]:
+        return [a["id"] for a in (await w.json("GET", f"/approvals?{query}"))["approvals"]]
+
+    assert await approvals("state=APPROVAL_STATE_PENDING") == [pending["id"]]
+    assert await approvals("state=APPROVAL_STATE_APPROVED") == [decided["id"]]
+    assert sorted(await approvals("")) == sorted([pending["id"], decided["id"]])
+    await w.json("POST", "/bus:publish", json={"topic": "a", "payload": b64(b"1")})
+    await w.json("POST", "/bus:publish", json={"topic": "b", "payload": b64(b"2")})
+    read = await w.json("GET", "/bus?topics=b&limit=5")
+    assert [(m["cursor"], m["topic"]) for m in read["messages"]] == [("2", "b")]
 
 
 @pytest.mark.parametrize("query", [
@@ -1025,8 +1368,11 @@ async def test_import_takes_the_raw_body(stack: Stack) -> None:
 # ---- errors
 
 
-async def _unimplemented(stack: Stack, sid: str):
-    return await stack.client.get(f"/v1/sessions/{sid}/cache/stats"), {}
+async def _resource_exhausted(stack: Stack, sid: str):
+    size, limit = str(MAX_PAYLOAD_BYTES + 1), str(MAX_PAYLOAD_BYTES)
+    resp = await stack.client.post(f"/v1/sessions/{sid}/bus:publish", json={
+        "topic": "t", "payload": b64(b"x" * (MAX_PAYLOAD_BYTES + 1))})
+    return resp, {"size": size, "limit": limit}
 
 
 async def _not_found(stack: Stack, sid: str):
@@ -1065,7 +1411,7 @@ async def _invalid_argument(stack: Stack, sid: str):
 
 
 @pytest.mark.parametrize(("make", "status", "code"), [
-    (_unimplemented, 501, "unimplemented"),
+    (_resource_exhausted, 429, "resource_exhausted"),
     (_not_found, 404, "not_found"),
     (_conflict, 409, "conflict"),
     (_already_exists, 409, "already_exists"),
@@ -1425,20 +1771,86 @@ async def test_export_error_mid_stream_cuts_the_response(stack: Stack, caplog) -
     assert "failed mid-stream" in caplog.text
 
 
-# The SSE success path (events, heartbeats, resume, late error events) is tested with the real
-# bus when it lands; until then bus and events answer UNIMPLEMENTED on both routes.
-@pytest.mark.parametrize("headers", [
-    {},
-    {"Accept": "text/event-stream"},
-    {"Accept": "application/json;q=0.5, text/event-stream", "Last-Event-ID": "3"},
-], ids=["json", "event-stream", "event-stream-resumed"])
-@pytest.mark.parametrize("stream", ["bus?topic=build", "events?type=file.written"])
-async def test_bus_and_events_answer_501_json_not_a_hung_stream(stack: Stack, stream,
-                                                                headers) -> None:
+SSE = {"Accept": "text/event-stream"}
+
+
+async def next_events(resp, n: int) -> list[dict[str, str]]:
+    """The next `n` server-sent events of an open stream, as their fields
+    (keepalive comments skipped)."""
+    events: list[dict[str, str]] = []
+    fields: dict[str, str] = {}
+    while len(events) < n:
+        raw = await resp.content.readline()
+        assert raw, f"the stream ended after {events}"
+        line = raw.decode().rstrip("\r\n")
+        if line.startswith(":"):
+            continue
+        if not line:
+            if fields:
+                events.append(fields)
+            fields = {}
+            continue
+        name, _, value = line.partition(":")
+        fields[name] = value.removeprefix(" ")
+    return events
+
+
+async def test_bus_follows_live_over_sse_and_resumes_after_last_event_id(stack: Stack) -> None:
     sid = await stack.new_session()
-    resp = await asyncio.wait_for(stack.client.get(f"/v1/sessions/{sid}/{stream}",
-                                                   headers=headers), timeout=10)
-    await assert_error(resp, 501, "unimplemented")
+    url = f"/v1/sessions/{sid}/bus"
+
+    async def publish(payload: bytes, topic: str = "build") -> dict[str, Any]:
+        return await stack.json("POST", f"{url}:publish",
+                                json={"topic": topic, "payload": b64(payload)})
+
+    async with asyncio.timeout(5):
+        resp = await stack.client.get(url, headers=SSE)
+        try:
+            assert resp.status == 200
+            assert resp.headers["Content-Type"].startswith("text/event-stream")
+            sent = await publish(b"first")  # after the stream opened: it arrives live
+            [ev] = await next_events(resp, 1)
+            assert (ev["id"], ev["event"], json.loads(ev["data"])) == ("1", "build", sent)
+            more = [await publish(b"second", "other"), await publish(b"third")]
+            evs = await next_events(resp, 2)
+            assert [(e["id"], e["event"]) for e in evs] == [("2", "other"), ("3", "build")]
+            assert [json.loads(e["data"]) for e in evs] == more
+        finally:
+            resp.close()
+        # A reconnect with Last-Event-ID resumes after that cursor: nothing seen is resent.
+        resp = await stack.client.get(url, headers={**SSE, "Last-Event-ID": "2"})
+        try:
+            assert resp.status == 200
+            [ev] = await next_events(resp, 1)
+            assert ev["id"] == "3"
+            assert base64.b64decode(json.loads(ev["data"])["payload"]) == b"third"
+            later = await publish(b"fourth")
+            [ev] = await next_events(resp, 1)
+            assert (ev["id"], json.loads(ev["data"])) == ("4", later)
+        finally:
+            resp.close()
+        # Without Accept: text/event-stream the same route is a plain JSON read.
+        read = await stack.json("GET", f"{url}?after=3")
+        assert [m["cursor"] for m in read["messages"]] == ["4"]
+
+
+async def test_events_follow_over_sse_and_resume_after_last_event_id(stack: Stack) -> None:
+    w = await make_world(stack)
+    url = w.s("/events?type=file.written")
+    async with asyncio.timeout(5):
+        resp = await stack.client.get(url, headers={**SSE, "Last-Event-ID": "3"})
+        try:
+            assert resp.status == 200
+            assert resp.headers["Content-Type"].startswith("text/event-stream")
+            [ev] = await next_events(resp, 1)  # already recorded, after cursor 3
+            assert (ev["id"], ev["event"], json.loads(ev["data"])["path"]) == (
+                "6", "file.written", "later.txt")
+            await stack.put(w.sid, "live.txt", b"live")
+            [ev] = await next_events(resp, 1)
+            data = json.loads(ev["data"])
+            assert (ev["id"], data["type"], data["path"]) == ("7", "file.written", "live.txt")
+        finally:
+            resp.close()
 
 
 async def test_bad_last_event_id_is_invalid_argument(stack: Stack) -> None:

@@ -5,12 +5,15 @@ done around them here: errors are translated (AetherError -> gRPC status plus
 the stable code in the `aether-error-code` trailer), and on TCP the bearer
 token is checked before the handler reads the request. (Checking it here
 rather than in a grpclib event listener lets the refusal carry the trailer too.)
+Every call is counted in the daemon's metrics there as well, by method path
+and status.
 """
 
 from __future__ import annotations
 
 import hmac
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -21,6 +24,7 @@ from grpclib.server import Server
 
 from aether.errors import AetherError
 from aetherd.api import Api
+from aetherd.metrics import Metrics
 
 log = logging.getLogger("aetherd.grpc")
 ERROR_CODE_KEY = "aether-error-code"
@@ -32,49 +36,72 @@ async def _fail(stream: Any, status: Status, code: str, message: str) -> None:
     )
 
 
-def _translated(func: Callable[[Any], Any], name: str,
-                expected: bytes | None) -> Callable[[Any], Any]:
+def _translated(func: Callable[[Any], Any], name: str, expected: bytes | None,
+                metrics: Metrics) -> Callable[[Any], Any]:
+    # A Follow lasts as long as its client listens: counted, not timed.
+    timed = not name.endswith("/Follow")
+
     async def handler(stream: Any) -> None:
-        if expected is not None:
-            given = str(stream.metadata.get("authorization", "")).encode()
-            if not hmac.compare_digest(given, expected):
-                await _fail(stream, Status.UNAUTHENTICATED, "unauthenticated",
-                            "missing or bad bearer token")
-                return
+        started = time.perf_counter()
+        # A client that goes away cancels the call (that is how a Follow ends).
+        status = Status.CANCELLED
         try:
-            await func(stream)
-        except AetherError as e:
-            await _fail(stream, e.grpc_status, e.code, e.message)
-        except GRPCError as e:
-            code = "unimplemented" if e.status == Status.UNIMPLEMENTED else e.status.name.lower()
-            await _fail(stream, e.status, code, e.message or e.status.name)
-        except UnicodeDecodeError:
-            await _fail(stream, Status.INVALID_ARGUMENT, "invalid_argument",
-                        "a string field is not valid UTF-8")
-        except Exception:
-            log.exception("unhandled error in %s", name)
-            await _fail(stream, Status.INTERNAL, "internal", "internal error")
+            status = await _handle(func, name, expected, stream)
+        finally:
+            metrics.observe("grpc", name, status.name, started, timed=timed)
 
     return handler
+
+
+async def _handle(func: Callable[[Any], Any], name: str, expected: bytes | None,
+                  stream: Any) -> Status:
+    """Run one call with the token check and error translation; its status."""
+    if expected is not None:
+        given = str(stream.metadata.get("authorization", "")).encode()
+        if not hmac.compare_digest(given, expected):
+            await _fail(stream, Status.UNAUTHENTICATED, "unauthenticated",
+                        "missing or bad bearer token")
+            return Status.UNAUTHENTICATED
+    try:
+        await func(stream)
+        return Status.OK
+    except AetherError as e:
+        await _fail(stream, e.grpc_status, e.code, e.message)
+        return e.grpc_status
+    except GRPCError as e:
+        code = "unimplemented" if e.status == Status.UNIMPLEMENTED else e.status.name.lower()
+        await _fail(stream, e.status, code, e.message or e.status.name)
+        return e.status
+    except UnicodeDecodeError:
+        await _fail(stream, Status.INVALID_ARGUMENT, "invalid_argument",
+                    "a string field is not valid UTF-8")
+        return Status.INVALID_ARGUMENT
+    except Exception:
+        log.exception("unhandled error in %s", name)
+        await _fail(stream, Status.INTERNAL, "internal", "internal error")
+        return Status.INTERNAL
 
 
 class _Translating:
     """Wraps a service: every handler checks the token and translates errors."""
 
-    def __init__(self, service: Any, expected: bytes | None) -> None:
+    def __init__(self, service: Any, expected: bytes | None, metrics: Metrics) -> None:
         self.service = service
         self.expected = expected
+        self.metrics = metrics
 
     def __mapping__(self) -> dict[str, grpclib.const.Handler]:
         out = {}
         for name, h in self.service.__mapping__().items():
             out[name] = grpclib.const.Handler(
-                _translated(h.func, name, self.expected), h.cardinality, h.request_type,
-                h.reply_type,
+                _translated(h.func, name, self.expected, self.metrics), h.cardinality,
+                h.request_type, h.reply_type,
             )
         return out
 
 
 def make_server(api: Api, *, token: str | None) -> Server:
     expected = f"Bearer {token}".encode() if token else None
-    return Server([_Translating(s, expected) for s in api.services()])
+    # The observability service owns the daemon's metrics (see api/observability.py).
+    metrics: Metrics = api.observability.metrics  # type: ignore[attr-defined]
+    return Server([_Translating(s, expected, metrics) for s in api.services()])

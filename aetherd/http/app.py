@@ -13,6 +13,7 @@ import json
 import logging
 import re
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -23,6 +24,7 @@ from aether.errors import Unauthenticated
 from aetherd.api import Api
 from aetherd.config import Config
 from aetherd.http import files, streams
+from aetherd.http import metrics as http_metrics
 from aetherd.http.call import Call, json_reply
 from aetherd.http.errors import response_for
 from aetherd.http.openapi import OPENAPI_PATH, build_openapi
@@ -30,12 +32,15 @@ from aetherd.http.routes import ROUTES, Route
 from aetherd.http.routing import Router
 from aetherd.http.rpcs import rpc
 from aetherd.http.urls import parse_query, split_target
+from aetherd.metrics import Metrics
 
 log = logging.getLogger("aetherd.http")
 
 # Served by the shim itself; not an RPC, so not in the route table.
 OPENAPI_ROUTE = Route("GET", OPENAPI_PATH, "", "", summary="This API's OpenAPI 3.1 document.")
 # The one route a TCP client may call without a token: liveness probes have none.
+# /metrics is not public: it names routes and sizes, and Prometheus can send a
+# bearer token (`authorization: {credentials_file: ...}` in its scrape config).
 PUBLIC_PATH = "/v1/health"
 
 # Upload content types that make POST /v1/sessions an archive upload.
@@ -60,6 +65,7 @@ class _Shim:
     require_token: bool
     router: Router
     openapi_json: str
+    metrics: Metrics
 
 
 SHIM = web.AppKey("aether_http_shim", _Shim)
@@ -71,8 +77,11 @@ def make_app(api: Api, config: Config, *, require_token: bool) -> web.Applicatio
         log.warning("HTTP listener requires a token but none is configured; "
                     "every request except GET /v1/health will be refused")
     app = web.Application(client_max_size=config.max_body_bytes, middlewares=[_serve])
-    app[SHIM] = _Shim(api, config, require_token, Router((*ROUTES, OPENAPI_ROUTE)),
-                      json.dumps(build_openapi()))
+    # The observability service owns the daemon's metrics (see api/observability.py).
+    metrics: Metrics = api.observability.metrics  # type: ignore[attr-defined]
+    app[SHIM] = _Shim(api, config, require_token,
+                      Router((*ROUTES, OPENAPI_ROUTE, http_metrics.METRICS_ROUTE)),
+                      json.dumps(build_openapi()), metrics)
     return app
 
 
@@ -82,25 +91,34 @@ async def _serve(request: web.Request, handler: object) -> web.StreamResponse:
     # every request is dispatched here instead.
     incoming = request.headers.get("X-Request-Id", "")
     request_id = incoming if _REQUEST_ID.fullmatch(incoming) else secrets.token_hex(8)
+    shim = request.app[SHIM]
+    started, matched = time.perf_counter(), []
     try:
-        response = await _dispatch(request, request.app[SHIM], request_id)
+        response = await _dispatch(request, shim, request_id, matched)
     except Exception as exc:  # every failure leaves as the JSON error shape
         response = response_for(exc, request, request_id)
     if not response.prepared:  # streamed responses set it themselves
         response.headers["X-Request-Id"] = request_id
+    http_metrics.record(shim.metrics, shim.router, request, response, started,
+                        matched[0] if matched else None)
     return response
 
 
-async def _dispatch(request: web.Request, shim: _Shim, request_id: str) -> web.StreamResponse:
+async def _dispatch(request: web.Request, shim: _Shim, request_id: str,
+                    matched: list[Route]) -> web.StreamResponse:
+    """Serve one request; the route it resolves to is appended to `matched`."""
     raw_path, raw_query = split_target(request.raw_path)
     public = raw_path == PUBLIC_PATH and request.method in ("GET", "HEAD")
     if shim.require_token and not public:
         _authenticate(request, shim.config.token)
     match = shim.router.resolve(request.method, raw_path)
-    query = parse_query(raw_query)
     route = match.route
+    matched.append(route)
+    query = parse_query(raw_query)
     if route is OPENAPI_ROUTE:
         return web.Response(text=shim.openapi_json, content_type="application/json")
+    if route is http_metrics.METRICS_ROUTE:
+        return await http_metrics.serve(request, shim.metrics)
     call = Call(request=request, api=shim.api, config=shim.config, route=route,
                 rpc=rpc(route.service, route.rpc), params=match.params, query=query,
                 request_id=request_id)

@@ -20,6 +20,7 @@ from aether.errors import FailedPrecondition, InvalidArgument, NotFound
 from aetherd import paths
 from aetherd.ids import check_id, new_id
 from aetherd.services import diffing, ingest
+from aetherd.services.review import Review
 from aetherd.services.sessions import Sessions, Snapshot
 from aetherd.services.state import Store
 from aetherd.store.objects import DIR, FILE, SYMLINK, Entry, ObjectBatch, ObjectStore
@@ -124,14 +125,19 @@ class Persistence:
         cid = new_id("cmt")
         with self.db.write():
             rec, ws = self.store.writable(session_id)
-            if rec.policy.get("commitRequiresApproval"):
-                # Approvals arrive with the review surface; until then the
-                # policy can only refuse, never silently pass.
-                raise FailedPrecondition(
-                    "policy commit_requires_approval: no approval of the current state",
-                    session_id=session_id,
-                )
             root = ws.fold()
+            approvals: list[str] = []
+            if rec.policy.get("commitRequiresApproval"):
+                # Checked under the write lock against the root being committed,
+                # so no write can land between the check and the commit.
+                approvals = Review(self.store, self.sessions).approvals_for_commit(session_id, root)
+                need = max(1, int(rec.policy.get("minApprovals") or 0))
+                if len(approvals) < need:
+                    raise FailedPrecondition(
+                        f"commit_requires_approval: the current state has {len(approvals)} "
+                        f"of the {need} approval(s) it needs (distinct reviewers)",
+                        session_id=session_id, root_hash=root,
+                    )
             prev = self.db.one(
                 "SELECT id FROM commits WHERE session_id=? ORDER BY id DESC LIMIT 1", (session_id,)
             )
@@ -139,7 +145,8 @@ class Persistence:
             self.db.execute(
                 "INSERT INTO commits(id, root, session_id, parent_id, message, author, approvals, "
                 "created_ns) VALUES (?,?,?,?,?,?,?,?)",
-                (cid, root, session_id, parent, message, author or rec.owner, "[]", time.time_ns()),
+                (cid, root, session_id, parent, message, author or rec.owner, json.dumps(approvals),
+                 time.time_ns()),
             )
             self.store.events.emit(session_id, "commit.created", actor=author or rec.owner,
                                    commit_id=cid, root=root)

@@ -13,6 +13,7 @@ from aether import pb
 from aether.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from aetherd.ids import new_id
 from aetherd.services import ingest
+from aetherd.services.cache import Cache
 from aetherd.services.state import ACTIVE, ARCHIVED, SessionRecord, Store
 from aetherd.store.objects import EMPTY_TREE, ObjectBatch, ObjectStore
 
@@ -68,6 +69,7 @@ class Sessions:
             self.store.insert_session(rec)
             self.store.events.emit(rec.id, "session.created", source=kind, ref=ref)
             if kind == "session" and parent:
+                Cache(self.store).copy_for_fork(parent, rec.id)
                 self.store.events.emit(parent, "session.forked", child=rec.id)
         return self.store.fill_stats(rec, root)
 

@@ -113,20 +113,25 @@ CREATE TABLE IF NOT EXISTS bus (
     PRIMARY KEY (session_id, cursor)
 ) WITHOUT ROWID;
 
--- The knowledge cache: bytes by key, versioned for compare-and-set.
+-- The knowledge cache: bytes by key, versioned for compare-and-set. A rowid
+-- table with `value` last: in a WITHOUT ROWID table whole rows (16 MiB values
+-- included) live in the key b-tree, and every lookup walking past a big row
+-- read it (measured: 7.7 s vs 25 ms for a 1000-key batch-delete).
 CREATE TABLE IF NOT EXISTS cache (
     session_id  TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
     key         TEXT NOT NULL,
-    value       BLOB NOT NULL,
     content_type TEXT NOT NULL DEFAULT '',
-    version     INTEGER NOT NULL,   -- 1 on create, +1 on every write
+    version     INTEGER NOT NULL,   -- the session's cache revision at the key's last write
     created_ns  INTEGER NOT NULL,
     updated_ns  INTEGER NOT NULL,
     expires_ns  INTEGER NOT NULL DEFAULT 0,  -- 0 = never
+    value       BLOB NOT NULL,
     PRIMARY KEY (session_id, key)
-) WITHOUT ROWID;
+);
 
--- Per-session counters that are not derivable from rows (cache hits/misses).
+-- Per-session counters that are not derivable from rows: cache_hits,
+-- cache_misses, cache_revision (the last version handed out), cache_sweep_ns
+-- (when expired cache rows were last swept).
 CREATE TABLE IF NOT EXISTS counters (
     session_id  TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
     name        TEXT NOT NULL,
