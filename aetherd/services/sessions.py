@@ -272,6 +272,8 @@ class Sessions:
             self.db.execute("DELETE FROM overlay WHERE session_id=?", (session_id,))
             self.db.execute("DELETE FROM checkpoints WHERE session_id=?", (session_id,))
             self.db.execute("DELETE FROM sessions WHERE id=?", (session_id,))
+            # Wake live followers so their streams end now, not at the next recheck.
+            self.db.after_commit(lambda: self.store.hub.notify(session_id))
         return rec
 
 
