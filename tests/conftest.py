@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from grpclib.client import Channel
 
 from aetherd.testing import DaemonProcess
 
@@ -32,6 +33,19 @@ def fresh_daemon(tmp_path: Path) -> Iterator[DaemonProc]:
     d = make_daemon(tmp_path)
     yield d
     d.stop()
+
+
+@pytest.fixture
+async def channel(daemon: DaemonProc) -> AsyncIterator[Channel]:
+    """A grpclib channel to the module's daemon (pass `md` as call metadata)."""
+    ch = Channel(daemon.grpc_host, daemon.grpc_port)
+    yield ch
+    ch.close()
+
+
+@pytest.fixture
+def md(daemon: DaemonProc) -> dict[str, str]:
+    return {"authorization": f"Bearer {daemon.token}"}
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from grpclib.client import Channel
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
@@ -23,18 +22,6 @@ from aetherd.services.sessions import NewSession, Sessions
 from aetherd.services.state import Store
 
 WAIT = 10  # seconds any one live step may take before the test fails
-
-
-@pytest.fixture
-async def channel(daemon):
-    ch = Channel(daemon.grpc_host, daemon.grpc_port)
-    yield ch
-    ch.close()
-
-
-@pytest.fixture
-def md(daemon):
-    return {"authorization": f"Bearer {daemon.token}"}
 
 
 @pytest.fixture

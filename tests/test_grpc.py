@@ -6,23 +6,10 @@ import io
 import tarfile
 
 import pytest
-from grpclib.client import Channel
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
 from aether import pb
-
-
-@pytest.fixture
-async def channel(daemon):
-    ch = Channel(daemon.grpc_host, daemon.grpc_port)
-    yield ch
-    ch.close()
-
-
-@pytest.fixture
-def md(daemon):
-    return {"authorization": f"Bearer {daemon.token}"}
 
 
 async def test_session_file_lifecycle(channel, md):

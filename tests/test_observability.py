@@ -13,7 +13,6 @@ from datetime import UTC, datetime
 import apsw
 import httpx
 import pytest
-from grpclib.client import Channel
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 from prometheus_client.parser import text_string_to_metric_families
@@ -26,13 +25,6 @@ S = "/v1/sessions"
 RPC_BASES = (pb.SessionServiceBase, pb.FileServiceBase, pb.PersistenceServiceBase,
              pb.CacheServiceBase, pb.BusServiceBase, pb.EventServiceBase, pb.ReviewServiceBase,
              pb.ObservabilityServiceBase)
-
-
-@pytest.fixture
-async def channel(daemon):
-    ch = Channel(daemon.grpc_host, daemon.grpc_port)
-    yield ch
-    ch.close()
 
 
 @pytest.fixture

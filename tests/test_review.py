@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import sqlite_utils
-from grpclib.client import Channel
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
@@ -319,13 +318,6 @@ def test_decisions(daemon, http):
 
 
 # ---- gRPC
-@pytest.fixture
-async def channel(daemon):
-    ch = Channel(daemon.grpc_host, daemon.grpc_port)
-    yield ch
-    ch.close()
-
-
 async def test_review_over_grpc(channel, daemon):
     md = {"authorization": f"Bearer {daemon.token}"}
     sessions = pb.SessionServiceStub(channel, metadata=md)
