@@ -14,9 +14,6 @@ from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
 from aether import pb
-from aetherd.api import events as events_api
-from aetherd.api.bus import BusApi
-from aetherd.api.core import Runner
 from aetherd.services.bus import MAX_PAYLOAD_BYTES, RETENTION, Bus
 from aetherd.services.sessions import NewSession, Sessions
 from aetherd.services.state import Store
@@ -268,6 +265,25 @@ async def test_http_sse_follow_sees_live_messages(ahttp, channel, md, http):
     assert base64.b64decode(got[-1]["data"]["payload"]) == b"9"
 
 
+async def test_followers_end_when_the_session_is_deleted(ahttp, channel, md, http):
+    sid = new_session(http)
+    assert publish(http, sid, "t", b"1").status_code == 200
+    bus = pb.BusServiceStub(channel, metadata=md)
+    grpc_stream = bus.follow(pb.ReadBusRequest(session_id=sid))
+    sse_stream = sse(ahttp, f"/v1/sessions/{sid}/events")
+    # Short on purpose: deletion wakes followers, they do not wait for a recheck.
+    async with asyncio.timeout(3):
+        assert (await anext(grpc_stream)).cursor == 1
+        assert (await anext(sse_stream))["event"] == "session.created"
+        assert http.delete(f"/v1/sessions/{sid}").status_code == 200
+        with pytest.raises(GRPCError) as info:
+            await anext(grpc_stream)
+        assert info.value.status == Status.NOT_FOUND
+        last = [ev async for ev in sse_stream]
+    assert [ev["event"] for ev in last] == ["error"]
+    assert last[0]["data"]["error"]["code"] == "not_found"
+
+
 class Publisher:
     """Publishes `n` messages in the background, so a follower can wait for
     progress (instead of sleeping) while it is disconnected."""
@@ -508,24 +524,3 @@ def test_large_messages_page_by_bytes(store):
     assert [m.cursor for m in msgs] == [1, 2, 3] and page.next_cursor == 3 and page.more
     msgs, page = bus.read(sid, 3, [], 1000)
     assert [m.cursor for m in msgs] == [4, 5] and not page.more
-
-
-async def test_follow_ends_when_the_session_is_deleted(store, monkeypatch):
-    # Deletion wakes nobody; the follower notices at its next recheck.
-    monkeypatch.setattr(events_api, "RECHECK_SECONDS", 0.2)
-    store.hub.bind(asyncio.get_running_loop())
-    sessions = Sessions(store, [])
-    sid = sessions.create(NewSession("d"), None).id
-    runner = Runner(2)
-    try:
-        api = BusApi(store, runner)
-        await runner(api.bus.publish, sid, "t", b"1")
-        stream = api.follow(pb.ReadBusRequest(session_id=sid))
-        async with asyncio.timeout(WAIT):
-            assert (await anext(stream)).cursor == 1
-            await runner(sessions.delete, sid)
-            with pytest.raises(Exception) as info:
-                await anext(stream)
-        assert getattr(info.value, "code", "") == "not_found"
-    finally:
-        runner.shutdown()

@@ -14,9 +14,9 @@ from aetherd.services.state import Store
 
 T = TypeVar("T")
 
-# A follower re-reads at least this often even without a wake-up, which is how
-# it notices a deleted session (deletion wakes nobody) and bounds the cost of
-# a lost wake-up.
+# A follower re-reads at least this often even without a wake-up. The hub
+# carries no data, so this bounds what a lost wake-up can cost: latency, never
+# a message.
 RECHECK_SECONDS = 15.0
 
 
