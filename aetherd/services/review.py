@@ -115,14 +115,20 @@ class Review:
                                    comment_id=cid, parent_id=parent_id)
         return self._comment(session_id, cid)
 
-    def _comment(self, session_id: str, comment_id: str) -> CommentRecord:
-        check_id(comment_id, "cmn", "comment")
-        row = self.db.one(f"SELECT {_CMN_COLS} FROM comments WHERE id=? AND session_id=?",
-                          (comment_id, session_id))
+    def _row(self, table: str, cols: str, prefix: str, what: str, session_id: str,
+             item_id: str) -> tuple:
+        """One review item of this session by id; not_found otherwise (ids are opaque)."""
+        check_id(item_id, prefix, what)
+        row = self.db.one(f"SELECT {cols} FROM {table} WHERE id=? AND session_id=?",
+                          (item_id, session_id))
         if row is None:
-            raise NotFound(f"no comment {comment_id!r} in session {session_id}",
-                           comment_id=comment_id)
-        return CommentRecord(*row)
+            raise NotFound(f"no {what} {item_id!r} in session {session_id}",
+                           **{f"{what}_id": item_id})
+        return row
+
+    def _comment(self, session_id: str, comment_id: str) -> CommentRecord:
+        return CommentRecord(*self._row("comments", _CMN_COLS, "cmn", "comment", session_id,
+                                        comment_id))
 
     def list_comments(self, session_id: str, path: str, page_size: int,
                       page_token: str) -> tuple[list[CommentRecord], str]:
@@ -178,13 +184,8 @@ class Review:
         return count + (last != b"\n")
 
     def _annotation(self, session_id: str, annotation_id: str) -> AnnotationRecord:
-        check_id(annotation_id, "ann", "annotation")
-        row = self.db.one(f"SELECT {_ANN_COLS} FROM annotations WHERE id=? AND session_id=?",
-                          (annotation_id, session_id))
-        if row is None:
-            raise NotFound(f"no annotation {annotation_id!r} in session {session_id}",
-                           annotation_id=annotation_id)
-        return AnnotationRecord(*row)
+        return AnnotationRecord(*self._row("annotations", _ANN_COLS, "ann", "annotation",
+                                           session_id, annotation_id))
 
     def list_annotations(self, session_id: str, path: str, page_size: int,
                          page_token: str) -> tuple[list[AnnotationRecord], str]:
@@ -226,12 +227,7 @@ class Review:
         return self._approval(session_id, approval_id, self._root(rec))
 
     def _approval(self, session_id: str, approval_id: str, current: str) -> ApprovalRecord:
-        check_id(approval_id, "apr", "approval")
-        row = self.db.one(f"SELECT {_APR_COLS} FROM approvals WHERE id=? AND session_id=?",
-                          (approval_id, session_id))
-        if row is None:
-            raise NotFound(f"no approval {approval_id!r} in session {session_id}",
-                           approval_id=approval_id)
+        row = self._row("approvals", _APR_COLS, "apr", "approval", session_id, approval_id)
         return _approval(row, current)
 
     def list_approvals(self, session_id: str, state: int, page_size: int,
