@@ -7,9 +7,9 @@ from typing import Annotated, Any
 import typer
 
 from aether.cli import output as fmt
-from aether.cli.options import JsonOpt, LabelOpt, QuietOpt, SessionArg, client, output, parse_labels
+from aether.cli.options import JsonOpt, LabelOpt, QuietOpt, SessionArg, client, group, output, parse_labels
 
-app = typer.Typer(help="Checkpoints: cheap recovery points of a session.", no_args_is_help=True)
+app = group("Checkpoints: cheap recovery points of a session.")
 
 CheckpointArg = Annotated[str, typer.Argument(
     metavar="CHECKPOINT", help="Checkpoint id (ckp_...).", show_default=False)]

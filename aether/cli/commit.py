@@ -8,10 +8,9 @@ from typing import Annotated, Any
 import typer
 
 from aether.cli import output as fmt
-from aether.cli.options import JsonOpt, QuietOpt, SessionArg, client, output
+from aether.cli.options import JsonOpt, QuietOpt, SessionArg, client, group, output
 
-app = typer.Typer(help="Commits: durable results that outlive their session.",
-                  no_args_is_help=True)
+app = group("Commits: durable results that outlive their session.")
 
 COMMIT_FIELDS = [
     ("ID", lambda c: c.id),

@@ -15,11 +15,11 @@ from aether.cli.options import (
     QuietOpt,
     SessionArg,
     client,
+    group,
     output,
 )
 
-app = typer.Typer(help="Files of a session: list, read, write, stat, move, remove.",
-                  no_args_is_help=True)
+app = group("Files of a session: list, read, write, stat, move, remove.")
 
 
 def _kind(f: Any) -> str:

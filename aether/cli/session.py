@@ -20,13 +20,13 @@ from aether.cli.options import (
     TagOpt,
     YesOpt,
     client,
+    group,
     output,
     parse_labels,
     state,
 )
 
-app = typer.Typer(
-    help="Create, list, inspect, fork, archive and delete sessions.", no_args_is_help=True)
+app = group("Create, list, inspect, fork, archive and delete sessions.")
 
 
 def _source(s: Any) -> str:
