@@ -59,7 +59,12 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None) -> None:
         stack.callback(grpc_server.close)
 
         app = make_app(daemon.api, config, require_token=http_kind == "tcp")
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        # handler_cancellation: a live follow whose client went away ends at
+        # once instead of at its next heartbeat write (and so does shutdown).
+        # Unary handlers cancelled this way lose only their reply: store work
+        # runs on worker threads and commits or rolls back whole.
+        runner = web.AppRunner(app, access_log=None, handle_signals=False,
+                               handler_cancellation=True)
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
         if http_kind == "unix":

@@ -22,6 +22,7 @@ from typing import Any
 from prometheus_client import (
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     PlatformCollector,
     ProcessCollector,
@@ -64,6 +65,10 @@ class Metrics:
             "Live follows (server-sent events, gRPC Follow) are counted but not timed: "
             "their duration is how long the client listened.",
             ("transport", "route", "code"), buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.open_streams = Gauge(
+            "aetherd_open_streams",
+            "Live follows (server-sent events, gRPC Follow) being served, by transport.",
+            ("transport",), registry=self.registry)
         self.registry.register(StoreCollector(store))
 
     def observe(self, transport: str, route: str, code: str, started: float, *,

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from grpclib.client import Channel
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
@@ -524,3 +525,44 @@ def test_large_messages_page_by_bytes(store):
     assert [m.cursor for m in msgs] == [1, 2, 3] and page.next_cursor == 3 and page.more
     msgs, page = bus.read(sid, 3, [], 1000)
     assert [m.cursor for m in msgs] == [4, 5] and not page.more
+
+
+def open_streams(http) -> dict[str, float]:
+    """aetherd_open_streams by transport, from the daemon's /metrics page."""
+    found = {}
+    for line in http.get("/metrics").text.splitlines():
+        if line.startswith("aetherd_open_streams{"):
+            transport = line.split('transport="', 1)[1].split('"', 1)[0]
+            found[transport] = float(line.rsplit(" ", 1)[1])
+    return found
+
+
+async def wait_streams(http, transport: str, want: float, within: float) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while open_streams(http).get(transport, 0.0) != want:
+        assert asyncio.get_running_loop().time() < deadline, (transport, open_streams(http))
+        await asyncio.sleep(0.05)
+
+
+async def test_followers_end_soon_after_their_client_goes_away(channel, md, http, daemon):
+    """Not at the next 15 s heartbeat: the handler ends when the client does."""
+    sid = new_session(http)
+    before_http = open_streams(http).get("http", 0.0)
+    before_grpc = open_streams(http).get("grpc", 0.0)
+    async with httpx.AsyncClient(base_url=daemon.http_url, headers=daemon.headers) as client:
+        async with client.stream("GET", f"/v1/sessions/{sid}/events",
+                                 headers={"Accept": "text/event-stream"}) as resp:
+            assert resp.status_code == 200
+            await wait_streams(http, "http", before_http + 1, within=5)
+    await wait_streams(http, "http", before_http, within=2)
+
+    ch = Channel(daemon.grpc_host, daemon.grpc_port)  # its own, closed to end the call
+    try:
+        stream = pb.BusServiceStub(ch, metadata=md).follow(pb.ReadBusRequest(session_id=sid))
+        publish(http, sid, "t", b"1")
+        async with asyncio.timeout(WAIT):
+            assert (await anext(stream)).cursor == 1
+        await wait_streams(http, "grpc", before_grpc + 1, within=5)
+    finally:
+        ch.close()
+    await wait_streams(http, "grpc", before_grpc, within=2)

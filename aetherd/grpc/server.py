@@ -45,9 +45,13 @@ def _translated(func: Callable[[Any], Any], name: str, expected: bytes | None,
         started = time.perf_counter()
         # A client that goes away cancels the call (that is how a Follow ends).
         status = Status.CANCELLED
+        if not timed:
+            metrics.open_streams.labels("grpc").inc()
         try:
             status = await _handle(func, name, expected, stream)
         finally:
+            if not timed:
+                metrics.open_streams.labels("grpc").dec()
             metrics.observe("grpc", name, status.name, started, timed=timed)
 
     return handler

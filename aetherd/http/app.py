@@ -8,6 +8,7 @@ registered with aiohttp, so nothing can reach a handler around it.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -53,6 +54,8 @@ ARCHIVE_UPLOADS: dict[str, pb.ArchiveFormat] = {
     "application/octet-stream": pb.ArchiveFormat.UNSPECIFIED,
 }
 
+CLIENT_CLOSED = 499  # nginx's status for "the client went away first"
+
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 Handler = Callable[[Call], Awaitable[web.StreamResponse]]
@@ -95,6 +98,13 @@ async def _serve(request: web.Request, handler: object) -> web.StreamResponse:
     started, matched = time.perf_counter(), []
     try:
         response = await _dispatch(request, shim, request_id, matched)
+    except asyncio.CancelledError:
+        # The client went away (aiohttp cancels the handler). Count the request
+        # under the status it was sent, or nginx's 499 if nothing went out.
+        sent = request.get(streams.STARTED_RESPONSE) or web.StreamResponse(status=CLIENT_CLOSED)
+        http_metrics.record(shim.metrics, shim.router, request, sent, started,
+                            matched[0] if matched else None)
+        raise
     except Exception as exc:  # every failure leaves as the JSON error shape
         response = response_for(exc, request, request_id)
     if not response.prepared:  # streamed responses set it themselves

@@ -51,6 +51,10 @@ HEARTBEAT_SECONDS = 15.0
 # become proper JSON errors; a quiet stream just starts a little later.
 FIRST_ITEM_GRACE_SECONDS = 0.25
 
+# Where a streamed handler leaves its response once prepared, so a request
+# whose client goes away mid-stream is still counted under the status it got.
+STARTED_RESPONSE = "aether.started_response"
+
 _UNSAFE_FILENAME = re.compile(r"[^A-Za-z0-9._-]")
 
 
@@ -92,6 +96,7 @@ async def export(call: Call) -> web.StreamResponse:
         })
         response.enable_chunked_encoding()
         await response.prepare(call.request)
+        call.request[STARTED_RESPONSE] = response
         try:
             if first is not None:
                 await response.write(first.data)
@@ -169,6 +174,11 @@ async def follow(call: Call, rpc_name: str) -> web.StreamResponse:
             "X-Request-Id": call.request_id,
         })
         await response.prepare(call.request)
+        call.request[STARTED_RESPONSE] = response
+        # The daemon runs aiohttp with handler cancellation, so a client that
+        # goes away cancels this handler at once (not at the next heartbeat).
+        open_streams = call.api.observability.metrics.open_streams.labels("http")  # type: ignore[attr-defined]
+        open_streams.inc()
         try:
             while True:
                 await asyncio.wait({pending}, timeout=HEARTBEAT_SECONDS)
@@ -187,6 +197,8 @@ async def follow(call: Call, rpc_name: str) -> web.StreamResponse:
             await response.write_eof()
         except ConnectionError:
             pass  # the client went away
+        finally:
+            open_streams.dec()
         return response
     finally:
         pending.cancel()
