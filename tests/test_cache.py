@@ -326,6 +326,36 @@ def test_stats_count_keys_bytes_hits_and_misses(http):
                                                       "misses": "2"}
 
 
+def test_hit_counts_are_stored_within_a_second_and_at_shutdown(fresh_daemon):
+    """Gets count in memory (no write per get); the counts reach the database a
+    second later, and a graceful stop stores what is still pending."""
+    d = fresh_daemon.start()
+    with d.http() as http:
+        sid = new_session(http)
+        ok(put(http, sid, "a", b"1"))
+        ok(http.get(cache_url(sid, "/a")))
+        assert http.get(cache_url(sid, "/nope")).status_code == 404
+        db = apsw.Connection(str(d.data_dir / "meta.db"), flags=apsw.SQLITE_OPEN_READONLY)
+
+        def stored() -> dict[str, int]:
+            return dict(db.execute("SELECT name, value FROM counters WHERE session_id=? "
+                                   "AND name IN ('cache_hits', 'cache_misses')", (sid,)))
+
+        deadline = time.monotonic() + 10
+        while stored() != {"cache_hits": 1, "cache_misses": 1}:
+            assert time.monotonic() < deadline, stored()
+            time.sleep(0.05)
+        for _ in range(5):
+            ok(http.get(cache_url(sid, "/a")))
+        assert ok(http.get(cache_url(sid, "/stats")))["hits"] == "6"  # pending included
+    d.stop()  # SIGTERM within the flush delay: the close flushes
+    assert stored()["cache_hits"] == 6
+    db.close()
+    d.start()
+    with d.http() as http:
+        assert ok(http.get(cache_url(sid, "/stats")))["hits"] == "6"
+
+
 async def test_stats_and_batches_over_grpc(http, grpc_cache):
     sid = new_session(http)
     items = [pb.CacheBatchSetItem(key=f"k{i}", value=b"x" * i, content_type="text/plain")

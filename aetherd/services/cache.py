@@ -18,8 +18,11 @@ Decisions (docs/api.md, "Knowledge cache", says the same to users):
   due (`counters.cache_sweep_ns`, at most once per SWEEP_INTERVAL_NS, because
   the sweep scans the session's cache). Expiry emits no event.
 - Hits and misses are counted by get and batch-get only (exists and metadata
-  are probes); counting is a small write transaction of its own, after the
-  read, so readers never wait for the write lock while reading values.
+  are probes). Counts gather in memory (`HitTally`, one per store) and reach
+  the `counters` table TALLY_FLUSH_SECONDS after the first unstored count, and
+  when the daemon closes: a get never waits for a write transaction (an
+  fsync, ~4 ms), and stats add what is pending. A daemon that is killed loses
+  at most the last second of counts, never an entry.
 - Delete of an absent key answers `deleted: 0`; delete-by-prefix refuses the
   empty prefix, because proto3 cannot tell it from a forgotten field.
 - Fork (`copy_for_fork`) copies the parent's live rows into the child with one
@@ -32,6 +35,7 @@ Decisions (docs/api.md, "Knowledge cache", says the same to users):
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -51,6 +55,7 @@ MAX_TTL_SECONDS = 10 * 365 * 24 * 3600
 DEFAULT_PAGE, MAX_PAGE = 1000, 10_000
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 SWEEP_INTERVAL_NS = 1_000_000_000
+TALLY_FLUSH_SECONDS = 1.0
 
 REVISION, SWEEP = "cache_revision", "cache_sweep_ns"
 HITS, MISSES = "cache_hits", "cache_misses"
@@ -239,10 +244,94 @@ class _Write:
         return out
 
 
+class HitTally:
+    """Hit and miss counts not yet in the database, for every session of a store.
+
+    The first count after a flush arms a timer that flushes TALLY_FLUSH_SECONDS
+    later on its own thread, so gets never wait for a commit. `flush` holds
+    `_flushing` from its snapshot until the snapshot is committed and
+    subtracted, and `totals` takes it too, so a reader sees each count exactly
+    once: still pending or already stored.
+    """
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._lock = threading.Lock()  # guards _pending and _timer; never held across I/O
+        self._flushing = threading.Lock()
+        self._pending: dict[str, list[int]] = {}
+        self._timer: threading.Timer | None = None
+
+    @classmethod
+    def of(cls, store: Store) -> HitTally:
+        """The store's one tally (Cache objects come and go; counts must not)."""
+        tally = getattr(store, "_cache_tally", None)
+        if tally is None:
+            tally = store._cache_tally = cls(store.db)  # type: ignore[attr-defined]
+            store.before_close.append(tally.close)
+        return tally
+
+    def add(self, session_id: str, hits: int, misses: int) -> None:
+        with self._lock:
+            counts = self._pending.setdefault(session_id, [0, 0])
+            counts[0] += hits
+            counts[1] += misses
+            if self._timer is None:
+                self._timer = threading.Timer(TALLY_FLUSH_SECONDS, self.flush)
+                self._timer.daemon = True
+                self._timer.start()
+
+    def flush(self) -> None:
+        """Store every pending count in one transaction."""
+        with self._flushing:
+            with self._lock:
+                self._timer = None
+                snapshot = {sid: tuple(c) for sid, c in self._pending.items()}
+            if not snapshot:
+                return
+            with self.db.write():
+                for sid, (hits, misses) in snapshot.items():
+                    for name, n in ((HITS, hits), (MISSES, misses)):
+                        if n:
+                            # WHERE EXISTS: the session may have been deleted since.
+                            self.db.execute(
+                                "INSERT INTO counters(session_id, name, value) SELECT ?, ?, ? "
+                                "WHERE EXISTS (SELECT 1 FROM sessions WHERE id=?) "
+                                "ON CONFLICT(session_id, name) "
+                                "DO UPDATE SET value = value + excluded.value",
+                                (sid, name, n, sid),
+                            )
+            with self._lock:
+                for sid, (hits, misses) in snapshot.items():
+                    counts = self._pending[sid]
+                    counts[0] -= hits
+                    counts[1] -= misses
+                    if counts == [0, 0]:
+                        del self._pending[sid]
+
+    def close(self) -> None:
+        with self._lock:
+            timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
+        self.flush()
+
+    def totals(self, session_id: str) -> tuple[int, int]:
+        """(hits, misses) of a session, stored plus pending."""
+        with self._flushing:
+            with self.db.read():
+                stored = dict(self.db.query(
+                    "SELECT name, value FROM counters WHERE session_id=? AND name IN (?,?)",
+                    (session_id, HITS, MISSES)))
+            with self._lock:
+                hits, misses = self._pending.get(session_id, (0, 0))
+        return stored.get(HITS, 0) + hits, stored.get(MISSES, 0) + misses
+
+
 class Cache:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.db = store.db
+        self.tally = HitTally.of(store)
 
     @contextmanager
     def _writing(self, session_id: str) -> Iterator[_Write]:
@@ -253,18 +342,8 @@ class Cache:
             yield w
 
     def _count(self, session_id: str, hits: int, misses: int) -> None:
-        if not (hits or misses):
-            return
-        with self.db.write():
-            for name, n in ((HITS, hits), (MISSES, misses)):
-                if n:
-                    # WHERE EXISTS: the session may have been deleted since the read.
-                    self.db.execute(
-                        "INSERT INTO counters(session_id, name, value) "
-                        "SELECT ?, ?, ? WHERE EXISTS (SELECT 1 FROM sessions WHERE id=?) "
-                        "ON CONFLICT(session_id, name) DO UPDATE SET value = value + excluded.value",
-                        (session_id, name, n, session_id),
-                    )
+        if hits or misses:
+            self.tally.add(session_id, hits, misses)
 
     def _read(self, session_id: str, key: str, now: int) -> tuple[EntryMeta, bytes] | None:
         row = self.db.one(
@@ -351,10 +430,8 @@ class Cache:
             keys, size = self.db.one(
                 f"SELECT COUNT(*), COALESCE(SUM(length(value)), 0) FROM cache "
                 f"WHERE session_id=? AND {_LIVE}", (session_id, time.time_ns()))
-            counts = dict(self.db.query(
-                "SELECT name, value FROM counters WHERE session_id=? AND name IN (?,?)",
-                (session_id, HITS, MISSES)))
-        return keys, size, counts.get(HITS, 0), counts.get(MISSES, 0)
+        hits, misses = self.tally.totals(session_id)
+        return keys, size, hits, misses
 
     # ---- batches
     def batch_get(self, session_id: str,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -70,8 +71,13 @@ class Store:
         self.db, self.objects = open_store(data_dir)
         self.hub = hub or Hub()
         self.events = Events(self.db, self.hub)
+        # Services keeping state in memory that must reach the database
+        # before it closes (e.g. the cache's hit/miss tally) register here.
+        self.before_close: list[Callable[[], None]] = []
 
     def close(self) -> None:
+        for flush in self.before_close:
+            flush()
         self.objects.blobs.close()
         self.db.close()
 
