@@ -1,7 +1,9 @@
 """The API messages and stubs generated from proto/ (aether.v1), under one short name.
 
 `from aether import pb` then `pb.Session`, `pb.SessionServiceStub`, ... The code
-itself lives in `aether/_gen` and is regenerated with `make proto`.
+itself lives in `aether/_gen` and is regenerated with `make proto`. The gRPC
+services (`*ServiceStub`, `*ServiceBase`) load on first use: they import
+grpclib and asyncio, which HTTP clients never need.
 """
 
 import functools
@@ -12,6 +14,22 @@ import betterproto2
 
 from aether._gen.aether.v1 import *  # noqa: F401,F403
 from aether._gen.google.protobuf import Timestamp  # noqa: F401
+
+
+def _services() -> typing.Any:
+    from aether._gen.aether.v1 import services
+
+    return services
+
+
+def __getattr__(name: str) -> typing.Any:
+    if name.endswith(("ServiceStub", "ServiceBase")):
+        return getattr(_services(), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_services().__all__})
 
 
 # Two targeted speed-ups of betterproto2 0.10, applied wherever messages are used.

@@ -12,6 +12,7 @@ from aetherd.api.core import FilesApi, PersistenceApi, Runner, SessionsApi
 from aetherd.api.events import EventsApi
 from aetherd.api.observability import ObservabilityApi
 from aetherd.api.review import ReviewApi
+from aetherd.api.templates import TemplatesApi
 from aetherd.config import Config
 from aetherd.services.files import Files
 from aetherd.services.persistence import Persistence
@@ -53,5 +54,6 @@ def open_daemon(config: Config) -> Daemon:
         events=EventsApi(store, runner),
         review=ReviewApi(store, runner),
         observability=ObservabilityApi(store, runner),
+        templates=TemplatesApi(store, runner),
     )
     return Daemon(config, store, runner, api)

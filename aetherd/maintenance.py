@@ -2,9 +2,10 @@
 
 Both open the store directly; the daemon may keep running (WAL lets them read
 beside it). gc is mark-and-sweep from every root (sessions, overlay rows,
-checkpoints, commits). It only frees objects older than its mark minus a grace
-period, because a writer stores objects *before* committing the row that
-references them: an object that is young may simply not be referenced *yet*.
+checkpoints, commits, templates). It only frees objects older than its mark
+minus a grace period, because a writer stores objects *before* committing the
+row that references them: an object that is young may simply not be
+referenced *yet*.
 Re-storing an existing object refreshes its age for the same reason.
 """
 
@@ -62,6 +63,8 @@ def _roots(objects: ObjectStore) -> Iterator[tuple[str, str, str]]:
         yield f"checkpoint {cid}", root, "tree"
     for cid, root in db.query("SELECT id, root FROM commits"):
         yield f"commit {cid}", root, "tree"
+    for name, root in db.query("SELECT name, root FROM templates"):
+        yield f"template {name!r}", root, "tree"
 
 
 def fsck(data_dir: Path) -> FsckReport:

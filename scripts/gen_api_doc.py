@@ -36,6 +36,7 @@ SERVICES = {
     "sessions": "SessionService",
     "files": "FileService",
     "persistence": "PersistenceService",
+    "templates": "TemplateService",
     "cache": "CacheService",
     "bus": "BusService",
     "events": "EventService",

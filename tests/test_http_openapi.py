@@ -60,6 +60,7 @@ SAMPLE_PARAMS = {
     "commit_id": "cmt_1",
     "annotation_id": "ann_1",
     "approval_id": "apr_1",
+    "name": "tpl-1",
 }
 
 
@@ -1012,6 +1013,43 @@ async def _reject(w: World) -> Any:
                         json={"reviewer": "r", "reason": "no"})
     assert (done["state"], done["reason"]) == ("APPROVAL_STATE_REJECTED", "no")
     return done
+
+
+@effect("templates", "create_template")
+async def _create_template(w: World) -> Any:
+    made = await w.stack.json("POST", "/v1/templates", 201,
+                              json={"name": "tpl-1", "sessionId": w.sid, "description": "d"})
+    assert (made["name"], made["sourceKind"], made["fileCount"]) == ("tpl-1", "session", "3")
+    s = await w.stack.new_session(source={"template": {"name": "tpl-1"}})
+    assert await w.read("later.txt", s) == (200, LATER)
+    return made
+
+
+@effect("templates", "list_templates")
+async def _list_templates(w: World) -> Any:
+    for name in ("b-tpl", "a-tpl"):
+        await w.stack.json("POST", "/v1/templates", 201, json={"name": name, "commitId": w.cmt})
+    listed = await w.stack.json("GET", "/v1/templates")
+    assert [t["name"] for t in listed["templates"]] == ["a-tpl", "b-tpl"]
+    return listed
+
+
+@effect("templates", "get_template")
+async def _get_template(w: World) -> Any:
+    await w.stack.json("POST", "/v1/templates", 201, json={"name": "tpl-1", "commitId": w.cmt})
+    got = await w.stack.json("GET", "/v1/templates/tpl-1")
+    assert (got["sourceKind"], got["sourceRef"], got["fileCount"]) == ("commit", w.cmt, "2")
+    return got
+
+
+@effect("templates", "delete_template")
+async def _delete_template(w: World) -> Any:
+    await w.stack.json("POST", "/v1/templates", 201,
+                       json={"name": "tpl-1", "checkpointId": w.ckp})
+    gone = await w.stack.json("DELETE", "/v1/templates/tpl-1")
+    assert gone["name"] == "tpl-1"
+    await assert_error(await w.stack.client.get("/v1/templates/tpl-1"), 404, "not_found")
+    return gone
 
 
 def served_by_generated_base(api: Api, service: str, name: str) -> bool:

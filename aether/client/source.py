@@ -20,6 +20,7 @@ def blank() -> pb.SessionSource:
 
 
 def template(name: str) -> pb.SessionSource:
+    """A template by name: the session starts from its tree (shared, not copied)."""
     return pb.SessionSource(template=pb.TemplateSource(name=name))
 
 

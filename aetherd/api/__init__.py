@@ -24,9 +24,11 @@ class Api:
     events: pb.EventServiceBase
     review: pb.ReviewServiceBase
     observability: pb.ObservabilityServiceBase
+    templates: pb.TemplateServiceBase
 
     def services(self) -> list:
         return [
             self.sessions, self.files, self.persistence, self.cache,
             self.bus, self.events, self.review, self.observability,
+            self.templates,
         ]

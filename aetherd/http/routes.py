@@ -152,6 +152,16 @@ ROUTES: tuple[Route, ...] = (
           summary="Approve (bound to the state it was requested for)."),
     Route("POST", S + "/approvals/{approval_id}:reject", "review", "reject", body="json",
           summary="Reject with a reason."),
+    # ---- templates (global, like commits)
+    Route("POST", "/v1/templates", "templates", "create_template", body="json",
+          summary="Name a state (a session's, a checkpoint's or a commit's tree) as a "
+          "template; replace=true overwrites an existing name.", success_status=201),
+    Route("GET", "/v1/templates", "templates", "list_templates", map_query=("labels",),
+          summary="List templates by name, filtered by label (label=k=v) and prefix."),
+    Route("GET", "/v1/templates/{name}", "templates", "get_template",
+          summary="Get a template."),
+    Route("DELETE", "/v1/templates/{name}", "templates", "delete_template",
+          summary="Delete a template (sessions made from it are untouched)."),
     # ---- observability
     Route("GET", "/v1/health", "observability", "health", summary="Daemon health."),
     Route("GET", S + "/health", "observability", "get_session_health",

@@ -10,11 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aether import pb
-from aether.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from aether.errors import InvalidArgument, NotFound, PermissionDenied
 from aetherd.ids import new_id
 from aetherd.services import ingest
 from aetherd.services.cache import Cache
 from aetherd.services.state import ACTIVE, ARCHIVED, SessionRecord, Store
+from aetherd.services.templates import template_root
 from aetherd.store.objects import EMPTY_TREE, ObjectBatch, ObjectStore
 
 MAX_PAGE = 1000
@@ -91,7 +92,8 @@ class Sessions:
             cid = source.commit.commit_id
             return "commit", cid, self.store.commit_row(cid)[1], ""
         if which == "template":
-            raise FailedPrecondition("templates are not available yet; create from a commit")
+            name = source.template.name
+            return "template", name, template_root(self.store, name), ""
         batch = self.store.objects.batch()
         if which == "directory":
             path = self._allowed_dir(source.directory.path)

@@ -87,6 +87,22 @@ CREATE TABLE IF NOT EXISTS commits (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS commits_by_session ON commits(session_id, id);
 
+-- Templates: named, immutable pointers to a tree. Global like commits: they
+-- outlive the session they were made from (no foreign key on purpose), and
+-- `root` is a gc root. Added after the first release: IF NOT EXISTS is the
+-- migration (an existing meta.db gains the table when the daemon opens it).
+CREATE TABLE IF NOT EXISTS templates (
+    name        TEXT PRIMARY KEY,   -- [a-z0-9][a-z0-9._-]{0,62}
+    root        TEXT NOT NULL,
+    description TEXT NOT NULL DEFAULT '',
+    labels      TEXT NOT NULL DEFAULT '{}',
+    source_kind TEXT NOT NULL,      -- session, checkpoint or commit
+    source_ref  TEXT NOT NULL DEFAULT '',   -- the ses_/ckp_/cmt_ id it was made from
+    source_session_id TEXT NOT NULL DEFAULT '',
+    source_at   TEXT NOT NULL DEFAULT '',   -- the `at` selector, for a session source
+    created_ns  INTEGER NOT NULL
+) WITHOUT ROWID;
+
 -- The activity stream. Rows are written in the same transaction as the change
 -- they describe, so a reader never sees a change without its event or an
 -- event for a change that rolled back.
