@@ -5,9 +5,10 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-APT_PACKAGES := fuse3 libfuse3-dev pkg-config attr git
+# zsh and fish: the completion tests load `aether completion` scripts into real shells.
+APT_PACKAGES := fuse3 libfuse3-dev pkg-config attr git zsh fish
 
-.PHONY: run test setup apt proto proto-check lint bench clean
+.PHONY: run test setup apt proto proto-check docs lint bench clean
 
 run: setup
 	$(BIN)/python scripts/walkthrough.py
@@ -40,12 +41,19 @@ proto: setup
 proto-check: setup
 	$(BIN)/python scripts/gen_proto.py --check aether/_gen
 
+# Regenerates the generated parts of docs/ (API tables, CLI reference);
+# tests/test_docs.py fails when they are stale.
+docs: setup
+	$(BIN)/python scripts/gen_api_doc.py
+	$(BIN)/python scripts/gen_cli_doc.py
+
 lint: setup
 	$(BIN)/ruff check aetherd aether tui tests bench scripts
 
 bench: setup
 	$(BIN)/python bench/fork_checkpoint.py
 	$(BIN)/python bench/import.py
+	$(BIN)/python bench/cli.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

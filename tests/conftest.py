@@ -8,6 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from cli_helpers import cli_env
 from grpclib.client import Channel
 
 from aetherd.testing import DaemonProcess
@@ -52,3 +53,10 @@ def md(daemon: DaemonProc) -> dict[str, str]:
 def http(daemon: DaemonProc) -> Iterator[httpx.Client]:
     with daemon.http() as client:
         yield client
+
+
+@pytest.fixture(scope="module")
+def env(daemon: DaemonProc) -> dict[str, str]:
+    """The environment of an `aether` run against the module's daemon (no other
+    AETHER_* setting; 200 columns, no colour): pass it to cli_helpers.run."""
+    return cli_env(AETHER_SERVER=daemon.http_url, AETHER_TOKEN=daemon.token)

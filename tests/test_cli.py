@@ -14,59 +14,19 @@ import tarfile
 import time
 from pathlib import Path
 
-import pytest
-
-AETHER = Path(sys.executable).with_name("aether")
-if not AETHER.exists():  # pragma: no cover - tests run from another interpreter
-    AETHER = Path(shutil.which("aether") or "aether")
-
-
-def run(*args: str, env: dict[str, str] | None = None, input: bytes | None = None,
-        check: int | None = 0, timeout: float = 60) -> subprocess.CompletedProcess:
-    proc = subprocess.run([str(AETHER), *args], env=env, input=input, capture_output=True,
-                          timeout=timeout)
-    if check is not None:
-        assert proc.returncode == check, (
-            f"aether {' '.join(args)} -> {proc.returncode}\n"
-            f"stdout: {proc.stdout.decode(errors='replace')}\n"
-            f"stderr: {proc.stderr.decode(errors='replace')}")
-    return proc
-
-
-def out(proc: subprocess.CompletedProcess) -> str:
-    return proc.stdout.decode()
-
-
-def err_line(proc: subprocess.CompletedProcess) -> str:
-    lines = proc.stderr.decode().strip().splitlines()
-    assert len(lines) == 1, lines
-    return lines[0]
-
-
-@pytest.fixture(scope="module")
-def env(daemon) -> dict[str, str]:
-    e = {k: v for k, v in os.environ.items() if not k.startswith("AETHER_")}
-    e.update(AETHER_SERVER=daemon.http_url, AETHER_TOKEN=daemon.token, COLUMNS="200",
-             NO_COLOR="1")
-    return e
-
-
-def aether(env: dict[str, str], *args: str, **kw) -> subprocess.CompletedProcess:
-    return run(*args, env=env, **kw)
-
-
-def new_session(env: dict[str, str], *args: str) -> str:
-    return out(aether(env, "-q", "session", "create", *args)).strip()
-
+from cli_helpers import AETHER, aether, clean_env, err_line, new_session, out, run
 
 # ---------------------------------------------------------------- no daemon needed
 
 
 def test_help_lists_the_commands():
-    proc = run("--help")
-    text = out(proc)
-    for cmd in ("session", "fs", "checkpoint", "commit", "restore", "diff", "export", "import"):
-        assert cmd in text
+    from aether.cli.main import COMMANDS, SECTIONS
+
+    text = out(run("--help"))
+    for title in SECTIONS:
+        assert f"\n{title}:\n" in text
+    for cmd in COMMANDS:
+        assert f"\n  {cmd} " in text, cmd
     assert "create" in out(run("session", "--help"))
 
 
@@ -272,8 +232,7 @@ def _stop_local_daemon(data_dir: Path) -> None:
 
 def test_local_mode_autostarts_and_reuses_the_daemon(tmp_path):
     data_dir = Path(f"/tmp/aether-cli-{os.getpid()}-{time.monotonic_ns()}")  # short socket path
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AETHER_")}
-    env["AETHER_DATA_DIR"] = str(data_dir)
+    env = clean_env(AETHER_DATA_DIR=str(data_dir))
     try:
         # several clients race to start it: exactly one daemon comes up
         procs = [subprocess.Popen([str(AETHER), "-q", "session", "create", "--name", f"r{i}"],
@@ -293,3 +252,89 @@ def test_local_mode_autostarts_and_reuses_the_daemon(tmp_path):
     finally:
         _stop_local_daemon(data_dir)
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def test_version_matches_the_package_metadata():
+    from importlib.metadata import version
+
+    assert out(run("--version")).strip() == f"aether {version('aetherfs')}"
+
+
+def test_command_table_help_matches_each_command():
+    """`aether --help` lists commands from main.COMMANDS without importing them;
+    each line there must be the first paragraph of the command's own help."""
+    from aether.cli.main import COMMANDS, load_command
+
+    for name, (_target, line) in COMMANDS.items():
+        own = " ".join((load_command(name).help or "").strip().split("\n\n")[0].split())
+        assert own.rstrip(".") == line.rstrip("."), (name, own, line)
+
+
+def test_help_imports_no_command_module():
+    code = ("import sys; from aether.cli.main import main; sys.argv = ['aether', '--help']\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "heavy = [m for m in ('httpx', 'rich', 'aether.pb', 'aether.cli.session', 'grpclib')"
+            " if m in sys.modules]\n"
+            "print(','.join(heavy), file=sys.stderr)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "Sessions and files:" in proc.stdout
+    assert proc.stderr.strip() == "", proc.stderr
+
+
+def test_messages_load_without_grpc():
+    code = ("import sys; from aether import pb; pb.Session(); "
+            "print('grpclib' in sys.modules, 'asyncio' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.split() == ["False", "False"]
+
+
+def test_session_policy_and_rename(env):
+    sid = new_session(env)
+    assert "none (all defaults)" in out(aether(env, "session", "policy", sid))
+    got = json.loads(out(aether(env, "--json", "session", "policy", sid,
+                                "commit_requires_approval=true", "min_approvals=2")))
+    assert got["commitRequiresApproval"] is True and got["minApprovals"] == 2
+    # Fields not named keep their value.
+    got = json.loads(out(aether(env, "--json", "session", "policy", sid, "max_files=10")))
+    assert got["commitRequiresApproval"] is True and got["maxFiles"] == "10"
+    shown = out(aether(env, "session", "show", sid))
+    assert "commit_requires_approval=true" in shown and "min_approvals=2" in shown
+    proc = aether(env, "commit", "create", sid, "-m", "x", check=1)
+    assert err_line(proc).startswith("error: failed_precondition: ")
+    for bad in ("nope=1", "read_only=maybe", "max_files=-1", "min_approvals"):
+        aether(env, "session", "policy", sid, bad, check=2)
+    aether(env, "session", "policy", "ses_00000000000000000000000000", "read_only=true", check=3)
+
+    assert json.loads(out(aether(env, "--json", "session", "rename", sid, "renamed")))["name"] \
+        == "renamed"
+    assert out(aether(env, "-q", "session", "rename", sid, "again")).strip() == sid
+
+
+def test_bad_server_is_a_usage_error():
+    proc = run("--server", "bogus", "session", "ls", env=clean_env(), check=2)
+    assert err_line(proc).startswith("error: bad_config: bad server 'bogus'")
+    run("session", "ls", env=clean_env(AETHER_SERVER="nope"), check=2)
+
+
+def test_aether_token_goes_only_where_aether_server_points(daemon):
+    # The token exported for AETHER_SERVER is not sent to another --server...
+    other = clean_env(AETHER_SERVER="http://127.0.0.1:9", AETHER_TOKEN=daemon.token)
+    proc = run("--server", daemon.http_url, "session", "ls", env=other, check=5)
+    assert err_line(proc).startswith("error: unauthenticated: ")
+    # ... but it is to the same one, named again, and to --server alone.
+    same = clean_env(AETHER_SERVER=daemon.http_url, AETHER_TOKEN=daemon.token)
+    run("--server", daemon.http_url, "session", "ls", env=same)
+    run("--server", daemon.http_url, "session", "ls", env=clean_env(AETHER_TOKEN=daemon.token))
+
+
+def test_fs_patch_deletes_only_the_content_it_saw(env, tmp_path):
+    sid = new_session(env)
+    aether(env, "fs", "put", sid, "gone.txt", "-", input=b"one\ntwo\n")
+    deletion = "--- a/gone.txt\n+++ /dev/null\n@@ -1,2 +0,0 @@\n-one\n-two\n"
+    aether(env, "fs", "put", sid, "gone.txt", "-", input=b"one\nTWO\n")  # changed since
+    proc = aether(env, "fs", "patch", sid, "-", input=deletion.encode(), check=4)
+    assert err_line(proc).startswith("error: conflict: ")
+    assert out(aether(env, "fs", "cat", sid, "gone.txt")) == "one\nTWO\n"
+    aether(env, "fs", "put", sid, "gone.txt", "-", input=b"one\ntwo\n")
+    aether(env, "fs", "patch", sid, "-", input=deletion.encode())
+    aether(env, "fs", "stat", sid, "gone.txt", check=3)

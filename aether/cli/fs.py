@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import sys
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import typer
@@ -126,15 +128,39 @@ def put(
     except ValueError:
         raise typer.BadParameter(f"{mode!r} is not an octal mode", param_hint="'--mode'") from None
     out = output(ctx, json_, quiet)
+    c = client(ctx)
     if file == "-":
         if sys.stdin.isatty():
             out.note("Reading the content from stdin; end it with Ctrl-D.")
-        data = sys.stdin.buffer.read()
+        f = _upload(out, c, session, path, sys.stdin.buffer, if_match, mode_bits)
     else:
         with open(file, "rb") as fh:
-            data = fh.read()
-    f = client(ctx).write_file(session, path, data, if_match=if_match, mode=mode_bits)
+            f = _upload(out, c, session, path, fh, if_match, mode_bits)
     out.done(f"Wrote {f.path} ({fmt.size(f.size)}, {fmt.short(f.hash)}).", f, f.hash)
+
+
+# Content up to this size is sent in one piece; bigger content is streamed (never
+# held in memory whole), with a progress bar when people watch stderr.
+LARGE_UPLOAD = 8 << 20
+
+
+def _upload(out: fmt.Output, c: Any, session: str, path: str, fh: Any, if_match: str,
+            mode: int) -> Any:
+    import itertools
+
+    head = fh.read(LARGE_UPLOAD + 1)
+    if len(head) <= LARGE_UPLOAD:
+        return c.write_file(session, path, head, if_match=if_match, mode=mode)
+    from aether.cli.persistence import file_size, read_chunks
+
+    progress = out.transfer("Uploading")
+    try:
+        chunks = itertools.chain([head], read_chunks(fh))
+        return c.upload_file(session, path, fmt.metered(chunks, progress, file_size(fh)),
+                             if_match=if_match, mode=mode)
+    finally:
+        if progress:
+            progress.stop()
 
 
 @app.command("stat")
@@ -198,3 +224,270 @@ def mv(
     out = output(ctx, json_, quiet)
     f = client(ctx).rename(session, src, dst, overwrite=force)
     out.done(f"Moved {src} -> {f.path or dst}.", f, f.path or dst)
+
+
+@app.command("cp")
+def cp(
+    ctx: typer.Context,
+    session: SessionArg,
+    src: Annotated[str, typer.Argument(metavar="FROM", show_default=False)],
+    dst: Annotated[str, typer.Argument(metavar="TO", show_default=False)],
+    at: Annotated[str, typer.Option(
+        "--at", metavar="STATE",
+        help="Copy FROM as it is in this state (base, ckp_..., cmt_...); default: working.")] = "",
+    force: Annotated[bool, typer.Option("--force", "-f",
+                                        help="Replace an existing file at TO.")] = False,
+    json_: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Copy a file or a directory (shares content: costs no copying)."""
+    out = output(ctx, json_, quiet)
+    f = client(ctx).copy(session, src, dst, overwrite=force, at=at)
+    out.done(f"Copied {src} -> {f.path or dst}.", f, f.path or dst)
+
+
+@app.command("ln")
+def ln(
+    ctx: typer.Context,
+    session: SessionArg,
+    target: Annotated[str, typer.Argument(
+        metavar="TARGET", help="What the link points to (stored as given).", show_default=False)],
+    link: Annotated[str, typer.Argument(metavar="LINK", help="Path of the new symlink.",
+                                        show_default=False)],
+    symbolic: Annotated[bool, typer.Option(
+        "--symbolic", "-s", help="Accepted for ln(1) habits: every link is symbolic.")] = True,
+    json_: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Make a symbolic link LINK -> TARGET (like ln -s TARGET LINK)."""
+    out = output(ctx, json_, quiet)
+    f = client(ctx).symlink(session, link, target)
+    out.done(f"Linked {f.path or link} -> {target}.", f, f.path or link)
+
+
+@app.command("tree")
+def tree(
+    ctx: typer.Context,
+    session: SessionArg,
+    path: Annotated[str, typer.Argument(metavar="[PATH]", help="Directory (default: root).",
+                                        show_default=False)] = "",
+    depth: Annotated[int, typer.Option("--depth", "-L", min=0,
+                                       help="Levels to show (0 = all).")] = 0,
+    at: AtOpt = "",
+    json_: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Draw a directory of a session as a tree (--json: the entries, as fs ls -r)."""
+    out = output(ctx, json_, quiet)
+    c = client(ctx)
+    entries = list(c.iter_tree(session, path, recursive=depth == 0, depth=depth, at=at))
+    if out.mode != "human":
+        out.table(entries, [], lambda f: f.path)
+        return
+    from rich.markup import escape
+    from rich.tree import Tree
+
+    top = path.strip("/")
+    root = Tree(f"[bold blue]{escape(session)}:/{escape(top)}[/]", guide_style="dim")
+    nodes: dict[str, Any] = {top: root}
+    dirs = files = 0
+    for f in entries:
+        parent = f.path.rpartition("/")[0]
+        name = escape(f.path.rpartition("/")[2])
+        kind = _kind(f)
+        if kind == "directory":
+            dirs += 1
+            label = f"[bold blue]{name}/[/]"
+        elif kind == "symlink":
+            files += 1
+            label = f"[cyan]{name}[/] -> {escape(f.symlink_target)}"
+        else:
+            files += 1
+            label = f"[green]{name}[/]" if f.mode & 0o111 else name
+        node = nodes.get(parent, root).add(label)
+        if kind == "directory":
+            nodes[f.path] = node
+    out.render(root)
+    out.console.print(f"\n{dirs} director{'y' if dirs == 1 else 'ies'}, "
+                      f"{files} file{'' if files == 1 else 's'}", markup=False)
+
+
+@app.command("patch")
+def patch(
+    ctx: typer.Context,
+    session: SessionArg,
+    patch_file: Annotated[str, typer.Argument(
+        metavar="[PATCH|-]", help="A unified diff (git diff, diff -u); - or nothing reads stdin.",
+        show_default=False)] = "-",
+    path: Annotated[str, typer.Option(
+        "--path", metavar="PATH",
+        help="Apply a one-file diff to this path, whatever its headers name.")] = "",
+    strip: Annotated[int | None, typer.Option(
+        "--strip", "-p", min=0, metavar="N",
+        help="Leading path components to drop from the diff's file names (default: 1 "
+        "for git's a/ b/ names, else 0).", show_default=False)] = None,
+    if_match: Annotated[str, typer.Option(
+        "--if-match", metavar="HASH",
+        help="With --path: only patch if the file's content hash is HASH.")] = "",
+    json_: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Apply a unified diff to files of a session.
+
+    Each file of the diff (named by its +++ line) is patched on the daemon,
+    conditional on the content it was applied to; files the diff creates
+    (--- /dev/null) or deletes (+++ /dev/null) are written or removed. Files are
+    patched one by one: when one does not apply (a conflict, exit 4), those
+    before it stay patched. -q prints the paths.
+    """
+    out = output(ctx, json_, quiet)
+    if patch_file == "-":
+        if sys.stdin.isatty():
+            out.note("Reading the diff from stdin; end it with Ctrl-D.")
+        raw = sys.stdin.buffer.read()
+    else:
+        with open(patch_file, "rb") as fh:
+            raw = fh.read()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise typer.BadParameter("the diff is not UTF-8 text", param_hint="'PATCH'") from None
+    files = split_patch(text, strip)
+    if not files:
+        from aether.errors import InvalidArgument
+
+        raise InvalidArgument("no unified diff found in the input")
+    if path and len(files) != 1:
+        raise typer.BadParameter(f"--path needs a diff of one file, not {len(files)}",
+                                 param_hint="'--path'")
+    if if_match and not path:
+        raise typer.BadParameter("--if-match goes with --path", param_hint="'--if-match'")
+    c = client(ctx)
+    results = []
+    lines = []
+    for fp in files:
+        target = path or fp.path
+        if fp.deleted:
+            # Only the content the diff removes: a file changed since is a conflict.
+            import blake3
+
+            seen = blake3.blake3(fp.old_content().encode()).hexdigest()
+            f = c.delete_file(session, target, if_match=if_match or seen)
+            lines.append(f"Deleted {f.path or target}.")
+        elif fp.created:
+            f = c.write_file(session, target, fp.new_content().encode(),
+                             if_match=if_match or "!")
+            lines.append(f"Created {f.path} ({fmt.size(f.size)}).")
+        else:
+            f = c.patch_file(session, target, fp.text, if_match=if_match)
+            lines.append(f"Patched {f.path} ({fmt.short(f.hash)}).")
+        results.append(f)
+    if out.mode == "json":
+        out.json(fmt.to_json(results))
+    elif out.mode == "quiet":
+        for f in results:
+            print(f.path)
+    else:
+        for line in lines:
+            out.console.print(line, markup=False)
+
+
+# ---- unified diffs, split per file (the daemon applies one file's diff at a time)
+
+_HUNK = re.compile(r"^@@ -\d+(?:,(\d+))? \+\d+(?:,(\d+))? @@")
+
+
+@dataclass
+class FilePatch:
+    old: str | None  # None: /dev/null (the diff creates the file)
+    new: str | None  # None: /dev/null (the diff deletes the file)
+    lines: list[str] = field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        return "".join(self.lines)
+
+    @property
+    def created(self) -> bool:
+        return self.old is None
+
+    @property
+    def deleted(self) -> bool:
+        return self.new is None
+
+    @property
+    def path(self) -> str:
+        return (self.new if self.new is not None else self.old) or ""
+
+    def new_content(self) -> str:
+        """A created file's content: its added lines."""
+        return self._side("+")
+
+    def old_content(self) -> str:
+        """A deleted file's content, as the diff saw it: its removed lines."""
+        return self._side("-")
+
+    def _side(self, tag: str) -> str:
+        out: list[str] = []
+        last = ""
+        for line in self.lines[2:]:
+            if line.startswith(("+", "-", " ")):
+                last = line[:1]
+                if last == tag:
+                    out.append(line[1:])
+            elif line.startswith("\\") and out and last == tag:  # "\ No newline at end of file"
+                out[-1] = out[-1].rstrip("\r\n")
+        return "".join(out)
+
+
+def _header_path(value: str, strip: int | None, git: bool) -> str | None:
+    name = value.rstrip("\r\n").split("\t")[0].strip()
+    if len(name) > 1 and name.startswith('"') and name.endswith('"'):
+        name = name[1:-1]
+    if name == "/dev/null":
+        return None
+    n = (1 if git else 0) if strip is None else strip
+    parts = name.split("/")
+    if n >= len(parts):
+        raise typer.BadParameter(f"cannot strip {n} component(s) from {name!r}",
+                                 param_hint="'--strip'")
+    return "/".join(parts[n:])
+
+
+def split_patch(text: str, strip: int | None = None) -> list[FilePatch]:
+    """The per-file parts of a unified diff (text outside them, like git's
+    "diff --git" and "index" lines, is dropped). Hunk line counts decide where a
+    part ends, so removed lines that look like headers stay in their hunk."""
+    lines = text.splitlines(keepends=True)
+    out: list[FilePatch] = []
+    i, n = 0, len(lines)
+    while i < n:
+        if not (lines[i].startswith("--- ") and i + 1 < n and lines[i + 1].startswith("+++ ")):
+            i += 1
+            continue
+        old_raw, new_raw = lines[i][4:], lines[i + 1][4:]
+        git = (old_raw.startswith(("a/", "/dev/null")) and new_raw.startswith(("b/", "/dev/null"))
+               and not (old_raw.startswith("/dev/null") and new_raw.startswith("/dev/null")))
+        fp = FilePatch(_header_path(old_raw, strip, git), _header_path(new_raw, strip, git),
+                       [lines[i], lines[i + 1]])
+        i += 2
+        while i < n and (m := _HUNK.match(lines[i])):
+            old_left = int(m.group(1) if m.group(1) is not None else 1)
+            new_left = int(m.group(2) if m.group(2) is not None else 1)
+            fp.lines.append(lines[i])
+            i += 1
+            while i < n and (old_left > 0 or new_left > 0 or lines[i].startswith("\\")):
+                line = lines[i]
+                tag = line[:1]
+                if tag == "-":
+                    old_left -= 1
+                elif tag == "+":
+                    new_left -= 1
+                elif tag != "\\":  # context (" ", or an empty line from a stripping editor)
+                    old_left -= 1
+                    new_left -= 1
+                fp.lines.append(line if line.endswith("\n") else line + "\n")
+                i += 1
+        if len(fp.lines) > 2 and (fp.old is not None or fp.new is not None):
+            out.append(fp)
+    return out

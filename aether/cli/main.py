@@ -22,25 +22,59 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from aether.cli.options import AppState, JsonOpt, QuietOpt, group
+from aether.cli.options import AppState, JsonOpt, QuietOpt, complete_profiles, group
 
-# Every top-level command: name -> ("module:attribute", one-line help), in the
-# order `aether --help` lists them. The attribute is a typer.Typer (a group) or a
-# plain function (a single command). The help line lives here so that listing
-# commands imports none of them; tests check it matches the command's own.
-COMMANDS: dict[str, tuple[str, str]] = {
-    "session": ("aether.cli.session:app",
-                "Create, list, inspect, fork, archive and delete sessions."),
-    "fs": ("aether.cli.fs:app", "Files of a session: list, read, write, stat, move, remove."),
-    "checkpoint": ("aether.cli.checkpoint:app", "Checkpoints: cheap recovery points of a session."),
-    "commit": ("aether.cli.commit:app", "Commits: durable results that outlive their session."),
-    "restore": ("aether.cli.persistence:restore",
-                "Reset a session's working state to a checkpoint, a commit or base."),
-    "diff": ("aether.cli.persistence:diff",
-             "Show changes between two states of a session (default: base -> working)."),
-    "export": ("aether.cli.persistence:export", "Export a state of a session as an archive."),
-    "import": ("aether.cli.persistence:import_", "Unpack an archive into a session."),
+# Every top-level command, by the section `aether --help` lists it under:
+# name -> ("module:attribute", one-line help). The attribute is a typer.Typer
+# (a group) or a plain function (a single command). The help line lives here
+# so that listing commands imports none of them; a test checks it matches the
+# command's own.
+SECTIONS: dict[str, dict[str, tuple[str, str]]] = {
+    "Sessions and files": {
+        "session": ("aether.cli.session:app",
+                    "Create, list, inspect, fork, archive and delete sessions."),
+        "fs": ("aether.cli.fs:app", "Files of a session: list, read, write, stat, move, remove."),
+        "diff": ("aether.cli.persistence:diff",
+                 "Show changes between two states of a session (default: base -> working)."),
+    },
+    "States": {
+        "checkpoint": ("aether.cli.checkpoint:app",
+                       "Checkpoints: cheap recovery points of a session."),
+        "commit": ("aether.cli.commit:app", "Commits: durable results that outlive their session."),
+        "restore": ("aether.cli.persistence:restore",
+                    "Reset a session's working state to a checkpoint, a commit or its base."),
+        "template": ("aether.cli.template:app",
+                     "Templates: named states that new sessions start from."),
+        "export": ("aether.cli.persistence:export",
+                   "Export a state of a session as an archive, or sync it into a directory."),
+        "import": ("aether.cli.persistence:import_",
+                   "Unpack an archive into a session, or sync a directory into it."),
+    },
+    "Coordination and review": {
+        "cache": ("aether.cli.cache:app", "The knowledge cache of a session: versioned keys with "
+                  "bytes, TTLs and compare-and-set."),
+        "bus": ("aether.cli.bus:app", "The message bus of a session: publish, read, tail -f."),
+        "events": ("aether.cli.events:app",
+                   "The activity log of a session: ls, tail -f from a cursor."),
+        "review": ("aether.cli.review:app", "Review a session: comments, annotations, approvals."),
+    },
+    "Daemon and setup": {
+        "daemon": ("aether.cli.daemon:app",
+                   "The local aetherd: start, stop, status, logs (status also for --server)."),
+        "health": ("aether.cli.status:health",
+                   "Show the daemon's health, or a session's; exit 1 when not ok."),
+        "usage": ("aether.cli.status:usage", "Show files, bytes, dedup, cache and bus usage of a "
+                  "session, or of every session."),
+        "analytics": ("aether.cli.status:analytics",
+                      "Show a session's operation counts over time windows."),
+        "config": ("aether.cli.config:app",
+                   "The client config file: profiles of daemons to talk to."),
+        "completion": ("aether.cli.config:completion",
+                       "Print the shell completion script for bash, zsh or fish."),
+    },
 }
+COMMANDS: dict[str, tuple[str, str]] = {
+    name: entry for section in SECTIONS.values() for name, entry in section.items()}
 
 
 def load_command(name: str) -> Any:
@@ -71,10 +105,11 @@ class _Group(TyperGroup):
 
     def format_commands(self, ctx: Any, formatter: Any) -> None:
         # click would load every command to ask for its short help.
-        rows = [(name, help_) for name, (_t, help_) in COMMANDS.items()]
-        if rows:
-            with formatter.section("Commands"):
-                formatter.write_dl(rows)
+        width = max(map(len, COMMANDS))  # one column for all sections
+        for title, commands in SECTIONS.items():
+            with formatter.section(title):
+                formatter.write_dl([(name.ljust(width), help_)
+                                    for name, (_t, help_) in commands.items()])
 
     def invoke(self, ctx: Any) -> Any:
         from aether.cli.output import fail
@@ -114,28 +149,40 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
-        from importlib.metadata import version
+        from aether import __version__
 
-        typer.echo(f"aether {version('aetherfs')}")
+        typer.echo(f"aether {__version__}")
         raise typer.Exit()
 
 
 @app.callback()
 def _root(
     ctx: typer.Context,
+    # No envvar= on these three: the environment is read by connect.resolve,
+    # so that a flag given on the command line always beats the environment.
     server: Annotated[str | None, typer.Option(
-        "--server", envvar="AETHER_SERVER", metavar="URL",
-        help="Daemon to use: http(s)://host:port or unix:/path/http.sock "
-        "(default: the local daemon).", show_default=False)] = None,
+        "--server", metavar="URL",
+        help="Daemon to use: http(s)://host:port, tcp:host:port or unix:/path/http.sock. "
+        "Default: AETHER_SERVER, else a profile, else the local daemon.",
+        show_default=False)] = None,
     token: Annotated[str | None, typer.Option(
-        "--token", envvar="AETHER_TOKEN", metavar="TOKEN",
-        help="Bearer token for a remote daemon.", show_default=False)] = None,
+        "--token", metavar="TOKEN",
+        help="Bearer token (default: AETHER_TOKEN with --server or AETHER_SERVER; "
+        "a profile's own token with a profile).", show_default=False)] = None,
+    profile: Annotated[str | None, typer.Option(
+        "--profile", "-p", metavar="NAME", autocompletion=complete_profiles,
+        help="A profile of the config file (see `aether config`); beats AETHER_SERVER. "
+        "Default: AETHER_PROFILE, else the file's default_profile. An unknown profile "
+        "exits 2.", show_default=False)] = None,
     json_: JsonOpt = False,
     quiet: QuietOpt = False,
     version: Annotated[bool, typer.Option(
         "--version", callback=_version, is_eager=True, help="Show the version and exit.")] = False,
 ) -> None:
-    ctx.obj = AppState(server=server, token=token, json=json_, quiet=quiet)
+    from aether.cli.startup import ASYNC_COMMANDS
+
+    ctx.obj = AppState(server=server, token=token, json=json_, quiet=quiet, profile=profile,
+                       lean_imports=ctx.invoked_subcommand not in ASYNC_COMMANDS)
 
 
 

@@ -6,6 +6,8 @@ Every command that prints a result takes `JsonOpt` and `QuietOpt`, so both
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -31,8 +33,18 @@ def _complete_sessions(ctx: typer.Context, incomplete: str) -> list[str]:
         from aether.client import connect
 
         root = ctx.find_root().params
-        with connect(root.get("server"), root.get("token"), autostart=False, timeout=2) as c:
+        with connect(root.get("server"), root.get("token"), profile=root.get("profile"),
+                     autostart=False, timeout=2) as c:
             return [s.id for s in c.iter_sessions() if s.id.startswith(incomplete)]
+    except Exception:
+        return []
+
+
+def complete_profiles(ctx: typer.Context, incomplete: str) -> list[str]:
+    try:
+        from aether.client import config
+
+        return sorted(n for n in config.load().profiles if n.startswith(incomplete))
     except Exception:
         return []
 
@@ -84,25 +96,50 @@ class AppState:
     token: str | None = None
     json: bool = False
     quiet: bool = False
+    profile: str | None = None
+    # Import the client without optional packages it does not use (startup.py);
+    # off for commands that run their own event loop.
+    lean_imports: bool = True
     _client: Any = field(default=None, repr=False)
 
     def target(self) -> Target:
         from aether.client import resolve
 
-        return resolve(self.server, self.token)
+        with config_errors():
+            return resolve(self.server, self.token, profile=self.profile)
 
     def client(self) -> Client:
         """The SDK client, connected (and the local daemon started) on first use."""
         if self._client is None:
+            if self.lean_imports:
+                from aether.cli.startup import import_client_lean
+
+                import_client_lean()
             from aether.client import connect
 
-            self._client = connect(self.server, self.token)
+            with config_errors():
+                self._client = connect(self.server, self.token, profile=self.profile)
         return self._client
 
     def close(self) -> None:
         if self._client is not None:
             self._client.close()
             self._client = None
+
+
+@contextlib.contextmanager
+def config_errors() -> Iterator[None]:
+    """A bad client configuration (unknown profile, unreadable config file) is a
+    usage error: one line `error: bad_config: ...` and exit 2."""
+    from aether.client.config import ConfigError
+
+    try:
+        yield
+    except ConfigError as exc:
+        from aether.cli.output import EXIT_USAGE, fail
+
+        fail("bad_config", exc.message)
+        raise typer.Exit(EXIT_USAGE) from None
 
 
 def state(ctx: typer.Context) -> AppState:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -276,6 +276,13 @@ class Output:
         if self.human:
             self.err.print(text, style="dim", markup=False)
 
+    def transfer(self, label: str, waiting: str | None = None) -> Transfer | None:
+        """A progress bar on stderr for bytes moving (people at a terminal only:
+        None when stderr is not a terminal, or with --json/-q)."""
+        if not self.stderr_is_terminal():
+            return None
+        return Transfer(self.err, label, waiting)
+
     def status(self, text: str) -> Any:
         """A spinner on stderr while something long runs (people at a terminal only)."""
         import contextlib
@@ -283,3 +290,51 @@ class Output:
         if not self.stderr_is_terminal():
             return contextlib.nullcontext()
         return self.err.status(text)
+
+
+class Transfer:
+    """A rich transfer bar on stderr, fed as `progress(done, total)` (the shape
+    export_to, dirsync and `metered` call back with); `total` None = unknown.
+
+    Until the first call it is a spinner labelled `waiting` (e.g. "Comparing"),
+    for the work that comes before any byte moves.
+    """
+
+    def __init__(self, console: Any, label: str, waiting: str | None = None) -> None:
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            SpinnerColumn,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
+        self._label = label
+        self._bar = Progress(
+            SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+            TransferSpeedColumn(), TimeRemainingColumn(), console=console, transient=True,
+        )
+        self._task = self._bar.add_task(waiting or label, total=None)
+        self._bar.start()
+
+    def __call__(self, done: int, total: int | None) -> None:
+        self._bar.update(self._task, completed=done, total=total, description=self._label)
+
+    def describe(self, text: str) -> None:
+        self._bar.update(self._task, description=text)
+
+    def stop(self) -> None:
+        self._bar.stop()
+
+
+def metered(chunks: Iterable[bytes], progress: Transfer | None,
+            total: int | None) -> Iterator[bytes]:
+    """Pass chunks through, reporting to `progress` the bytes handed on so far."""
+    done = 0
+    for chunk in chunks:
+        yield chunk
+        done += len(chunk)
+        if progress is not None:
+            progress(done, total)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from collections.abc import Iterator
@@ -14,6 +15,14 @@ from aether.cli import output as fmt
 from aether.cli.options import AtOpt, JsonOpt, QuietOpt, SessionArg, client, output
 
 FORMATS = ("tar", "tar.gz", "zip")
+
+DeleteOpt = Annotated[bool, typer.Option(
+    "--delete", help="With a directory sync: also delete what the source does not have.")]
+DryRunOpt = Annotated[bool, typer.Option(
+    "--dry-run", "-n", help="With a directory sync: compare and report, change nothing.")]
+VerboseOpt = Annotated[bool, typer.Option(
+    "--verbose", "-v", help="With a directory sync: list each path added (+), changed (~) "
+    "and deleted (-).")]
 
 
 def restore(
@@ -146,9 +155,13 @@ def _format_for(path: str) -> str | None:
 def export(
     ctx: typer.Context,
     session: SessionArg,
-    output_: Annotated[str, typer.Option(
+    output_: Annotated[str | None, typer.Option(
         "--output", "-o", metavar="FILE|-", help="Where to write the archive (- = stdout).",
-        show_default=False)],
+        show_default=False)] = None,
+    to_dir: Annotated[str | None, typer.Option(
+        "--to-dir", metavar="DIR",
+        help="Sync the state into this directory instead, writing only what differs "
+        "(created when missing).", show_default=False)] = None,
     format_: Annotated[str | None, typer.Option(
         "--format", "-f", metavar="FORMAT",
         help="tar, tar.gz or zip (default: from FILE's extension, else tar.gz).",
@@ -156,10 +169,32 @@ def export(
     at: AtOpt = "",
     path: Annotated[str, typer.Option("--path", metavar="DIR",
                                       help="Only this subtree.")] = "",
+    delete: DeleteOpt = False,
+    dry_run: DryRunOpt = False,
+    verbose: VerboseOpt = False,
     json_: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Export a state of a session as an archive."""
+    """Export a state of a session as an archive, or sync it into a directory.
+
+    With --to-dir, sync it into a host directory instead: only files whose
+    content (BLAKE3) or executable bit differ are written, symlinks are written
+    as symlinks and never followed, and paths the session lacks are deleted only
+    with --delete.
+    """
+    if (output_ is None) == (to_dir is None):
+        raise typer.BadParameter("give exactly one of --output FILE|- and --to-dir DIR",
+                                 param_hint="'--output' / '--to-dir'")
+    if to_dir is not None:
+        if format_ is not None:
+            raise typer.BadParameter("--format goes with --output", param_hint="'--format'")
+        _sync(ctx, "export", session, to_dir, at=at, path=path, delete=delete,
+              dry_run=dry_run, verbose=verbose, json_=json_, quiet=quiet)
+        return
+    assert output_ is not None
+    if delete or dry_run:
+        raise typer.BadParameter("--delete and --dry-run go with --to-dir",
+                                 param_hint="'--delete' / '--dry-run'")
     if format_ is not None and format_ not in FORMATS:
         raise typer.BadParameter("want tar, tar.gz or zip", param_hint="'--format'")
     fmt_name = format_ or _format_for(output_) or "tar.gz"
@@ -169,7 +204,7 @@ def export(
     if to_stdout and sys.stdout.isatty():
         raise typer.BadParameter("refusing to write an archive to a terminal",
                                  param_hint="'--output'")
-    progress = _Progress(out) if out.stderr_is_terminal() else None
+    progress = out.transfer("Exporting")
     if to_stdout:
         try:
             written = c.export_to(session, sys.stdout.buffer, format=fmt_name, at=at, path=path,
@@ -181,6 +216,8 @@ def export(
     else:
         dest = Path(output_)
         part = dest.with_name(dest.name + ".part")
+        if not dest.parent.is_dir():  # name what the user typed, not the .part file
+            raise FileNotFoundError(errno.ENOENT, "no such directory", str(dest.parent))
         try:
             with open(part, "wb") as fh:
                 written = c.export_to(session, fh, format=fmt_name, at=at, path=path,
@@ -203,37 +240,60 @@ def export(
                           markup=False)
 
 
-class _Progress:
-    """A rich download bar on stderr, fed by export_to's progress callback."""
+# ---- export --to-dir / import --from-dir
 
-    def __init__(self, out: fmt.Output) -> None:
-        from rich.progress import (
-            BarColumn,
-            DownloadColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
-            TransferSpeedColumn,
-        )
 
-        self._bar = Progress(
-            TextColumn("Exporting"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-            TimeRemainingColumn(), console=out.err, transient=True,
-        )
-        self._task = self._bar.add_task("export", total=None)
-        self._bar.start()
+def _sync(ctx: typer.Context, direction: str, session: str, directory: str, *, at: str,
+          path: str, delete: bool, dry_run: bool, verbose: bool, json_: bool,
+          quiet: bool) -> None:
+    from aether.client import dirsync
 
-    def __call__(self, done: int, total: int | None) -> None:
-        self._bar.update(self._task, completed=done, total=total)
-
-    def stop(self) -> None:
-        self._bar.stop()
+    out = output(ctx, json_, quiet)
+    c = client(ctx)
+    label = "Exporting" if direction == "export" else "Importing"
+    progress = None if dry_run else out.transfer(label, waiting="Comparing")
+    try:
+        if direction == "export":
+            r = dirsync.export_dir(c, session, directory, at=at, path=path, delete=delete,
+                                   dry_run=dry_run, progress=progress)
+        else:
+            r = dirsync.import_dir(c, session, directory, path=path, delete=delete,
+                                   dry_run=dry_run, progress=progress)
+    finally:
+        if progress:
+            progress.stop()
+    if out.mode == "json":
+        out.json(r.to_dict())
+        return
+    if out.mode == "quiet":
+        return
+    if verbose:
+        rows = ([("+", p) for p in r.added] + [("~", p) for p in r.changed]
+                + [("-", p) for p in r.deleted])
+        for mark, p in sorted(rows, key=lambda row: row[1]):
+            print(f"{mark} {p}")
+        for p in r.skipped:
+            print(f"! {p} (skipped)")
+    where = f"{session}:/{r.path}" if r.path else session
+    if direction == "export":
+        what = f"{where} -> {r.directory}"
+    else:
+        what = f"{r.directory} -> {where}"
+    verb = ("Would export" if direction == "export" else "Would import") if dry_run else (
+        "Exported" if direction == "export" else "Imported")
+    moved = "to transfer" if dry_run else "transferred"
+    line = (f"{verb} {what}: {len(r.added)} added, {len(r.changed)} changed, "
+            f"{len(r.deleted)} deleted, {r.unchanged} unchanged; {fmt.size(r.bytes)} {moved}.")
+    out.console.print(line, markup=False, soft_wrap=True)
+    if r.skipped and not verbose:
+        out.note(f"Skipped {len(r.skipped)} path(s) a session cannot hold "
+                 "(special files, names that are not UTF-8); -v lists them.")
 
 
 # ---- import
 
 
-def _chunks(fh: Any, size: int = 1 << 20) -> Iterator[bytes]:
+def read_chunks(fh: Any, size: int = 1 << 20) -> Iterator[bytes]:
     while chunk := fh.read(size):
         yield chunk
 
@@ -241,28 +301,80 @@ def _chunks(fh: Any, size: int = 1 << 20) -> Iterator[bytes]:
 def import_(
     ctx: typer.Context,
     session: SessionArg,
-    file: Annotated[str, typer.Argument(metavar="FILE|-", help="tar, tar.gz or zip (- = stdin).",
-                                        show_default=False)],
-    path: Annotated[str, typer.Option("--path", metavar="DIR",
-                                      help="Directory of the session to unpack into.")] = "",
+    file: Annotated[str | None, typer.Argument(
+        metavar="[FILE|-]", help="tar, tar.gz or zip (- = stdin).", show_default=False)] = None,
+    from_dir: Annotated[str | None, typer.Option(
+        "--from-dir", metavar="DIR",
+        help="Sync this host directory into the session instead, writing only what differs.",
+        show_default=False)] = None,
+    path: Annotated[str, typer.Option(
+        "--path", metavar="DIR", help="Directory of the session to unpack (or sync) into.")] = "",
     format_: Annotated[str | None, typer.Option(
         "--format", "-f", metavar="FORMAT",
         help="tar, tar.gz or zip (default: detected).", show_default=False)] = None,
+    delete: DeleteOpt = False,
+    dry_run: DryRunOpt = False,
+    verbose: VerboseOpt = False,
     json_: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Unpack an archive into a session."""
+    """Unpack an archive into a session, or sync a directory into it.
+
+    With --from-dir, sync a host directory into the session's working state
+    instead: only files whose content (BLAKE3) or executable bit differ are
+    uploaded, symlinks are stored as symlinks, and session paths the directory
+    lacks are deleted only with --delete. Writes are conditional on what was
+    compared, so a concurrent change makes the import fail with a conflict.
+    """
+    if (file is None) == (from_dir is None):
+        raise typer.BadParameter("give exactly one of FILE|- and --from-dir DIR",
+                                 param_hint="'FILE' / '--from-dir'")
+    if from_dir is not None:
+        if format_ is not None:
+            raise typer.BadParameter("--format goes with FILE", param_hint="'--format'")
+        _sync(ctx, "import", session, from_dir, at="", path=path, delete=delete,
+              dry_run=dry_run, verbose=verbose, json_=json_, quiet=quiet)
+        return
+    assert file is not None
+    if delete or dry_run:
+        raise typer.BadParameter("--delete and --dry-run go with --from-dir",
+                                 param_hint="'--delete' / '--dry-run'")
     if format_ is not None and format_ not in FORMATS:
         raise typer.BadParameter("want tar, tar.gz or zip", param_hint="'--format'")
     fmt_name = format_ or (None if file == "-" else _format_for(file))
     out = output(ctx, json_, quiet)
     c = client(ctx)
-    with out.status("Importing..."):
+    progress = out.transfer("Uploading")
+    try:
         if file == "-":
-            r = c.import_archive(session, _chunks(sys.stdin.buffer), path=path, format=fmt_name)
+            r = c.import_archive(session, _upload(sys.stdin.buffer, progress), path=path,
+                                 format=fmt_name)
         else:
             with open(file, "rb") as fh:
-                r = c.import_archive(session, _chunks(fh), path=path, format=fmt_name)
+                r = c.import_archive(session, _upload(fh, progress), path=path,
+                                     format=fmt_name)
+    finally:
+        if progress:
+            progress.stop()
     out.done(f"Imported {r.files} files, {r.directories} directories, {fmt.size(r.bytes)} "
              f"into {session}:/{path.strip('/')} (root {fmt.short(r.root_hash)}).",
              r, r.root_hash)
+
+
+def _upload(fh: Any, progress: fmt.Transfer | None) -> Iterator[bytes]:
+    """An archive's chunks, metered; once all are sent, the bar waits for the unpacking."""
+    total = file_size(fh)
+    yield from fmt.metered(read_chunks(fh), progress, total)
+    if progress is not None:
+        progress.describe("Unpacking")
+
+
+def file_size(fh: Any) -> int | None:
+    """The size of a regular file behind `fh` (None for a pipe or a terminal)."""
+    import stat
+
+    try:
+        info = os.fstat(fh.fileno())
+    except (OSError, ValueError, AttributeError):
+        return None
+    return info.st_size if stat.S_ISREG(info.st_mode) else None

@@ -47,6 +47,7 @@ SESSION_FIELDS = [
     ("Labels", lambda s: fmt.pairs(s.labels)),
     ("Tags", lambda s: ", ".join(s.tags) or "-"),
     ("Metadata", lambda s: fmt.pairs(s.metadata)),
+    ("Policy", lambda s: fmt.pairs(policy_pairs(s.policy)) if s.policy else "-"),
     ("Owner", lambda s: s.owner or "-"),
     ("Created", lambda s: fmt.when(s.create_time)),
     ("Updated", lambda s: fmt.when(s.update_time)),
@@ -63,6 +64,18 @@ SESSION_COLUMNS = [
     fmt.Column("TAGS", lambda s: ",".join(s.tags) or "-", wrap=True, drop=5),
     fmt.Column("CREATED", lambda s: fmt.ago(s.create_time), drop=2),
 ]
+
+
+def policy_pairs(policy: Any) -> dict[str, str]:
+    """The fields of a SessionPolicy that are set (not their zero default)."""
+    import dataclasses
+
+    out = {}
+    for f in dataclasses.fields(policy):
+        value = getattr(policy, f.name)
+        if value:
+            out[f.name] = str(value).lower() if isinstance(value, bool) else str(value)
+    return out
 
 
 def show_session(out: fmt.Output, s: Any, title: str | None = None) -> None:
@@ -87,9 +100,9 @@ def create(
         "--from-dir", metavar="PATH", file_okay=False, exists=True, resolve_path=True,
         help="A directory on this machine (read by the local daemon, uploaded to a remote one).",
         show_default=False)] = None,
-    from_archive: Annotated[Path | None, typer.Option(
-        "--from-archive", metavar="FILE", dir_okay=False, exists=True,
-        help="A tar, tar.gz or zip file to upload.", show_default=False)] = None,
+    from_archive: Annotated[str | None, typer.Option(
+        "--from-archive", metavar="FILE|-",
+        help="A tar, tar.gz or zip file to upload (- = stdin).", show_default=False)] = None,
     from_git: Annotated[str | None, typer.Option(
         "--from-git", metavar="URL",
         help="A git repository (path or URL) reachable from the daemon's host.",
@@ -105,6 +118,9 @@ def create(
     from_session: Annotated[str | None, typer.Option(
         "--from-session", metavar="ID", help="Another session's working state.",
         show_default=False)] = None,
+    from_template: Annotated[str | None, typer.Option(
+        "--from-template", metavar="NAME", help="A template (see `aether template`).",
+        show_default=False)] = None,
     name: NameOpt = "",
     label: LabelOpt = None,
     tag: TagOpt = None,
@@ -112,11 +128,11 @@ def create(
     quiet: QuietOpt = False,
 ) -> None:
     """Create a session: blank, or from a directory, archive, git repository,
-    commit, checkpoint or session."""
+    commit, checkpoint, session or template."""
     given = [flag for flag, v in (
         ("--from-dir", from_dir), ("--from-archive", from_archive), ("--from-git", from_git),
         ("--from-commit", from_commit), ("--from-checkpoint", from_checkpoint),
-        ("--from-session", from_session),
+        ("--from-session", from_session), ("--from-template", from_template),
     ) if v]
     if len(given) > 1:
         raise typer.BadParameter(f"choose one source, not {' and '.join(given)}",
@@ -136,7 +152,11 @@ def create(
             with out.status(f"Packing {from_dir}..."):
                 src = source.archive(source.pack_directory(from_dir), "tar.gz")
     elif from_archive is not None:
-        src = source.archive(from_archive.read_bytes(), _archive_format_for(from_archive))
+        if from_archive == "-":
+            src = source.archive(sys.stdin.buffer.read(), None)  # the daemon detects the format
+        else:
+            path = Path(from_archive)
+            src = source.archive(path.read_bytes(), _archive_format_for(path))
     elif from_git:
         url = from_git
         if os.path.isdir(url) and state(ctx).target().same_host:
@@ -148,6 +168,8 @@ def create(
         src = source.checkpoint(from_checkpoint)
     elif from_session:
         src = source.session(from_session)
+    elif from_template:
+        src = source.template(from_template)
     else:
         src = source.blank()
     with out.status("Creating session..."):
@@ -224,3 +246,135 @@ def rm(ctx: typer.Context, session: SessionArg, yes: YesOpt = False, json_: Json
         typer.confirm(f"Delete session {session}?", abort=True, err=True)
     s = client(ctx).delete_session(session)
     out.done(f"Deleted session {s.id or session}.", s, s.id or session)
+
+
+@app.command("label")
+def label_(
+    ctx: typer.Context,
+    session: SessionArg,
+    pairs: Annotated[list[str] | None, typer.Argument(
+        metavar="[KEY=VALUE]...", help="Labels to set (replacing a key's old value).",
+        show_default=False)] = None,
+    rm: Annotated[list[str] | None, typer.Option(
+        "--rm", metavar="KEY", help="A label to remove (repeatable).", show_default=False)] = None,
+    json_: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Set and remove labels of a session (with neither, show the session).
+
+    The labels are read, changed and written back whole: of two changes made
+    at the same moment, the later one wins."""
+    set_ = {}
+    for value in pairs or []:
+        key, sep, val = value.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"{value!r} is not KEY=VALUE", param_hint="'KEY=VALUE'")
+        set_[key] = val
+    both = sorted(set(set_) & set(rm or []))
+    if both:
+        raise typer.BadParameter(f"both set and removed: {', '.join(both)}", param_hint="'--rm'")
+    out = output(ctx, json_, quiet)
+    c = client(ctx)
+    s = c.get_session(session)
+    if set_ or rm:
+        labels = {k: v for k, v in s.labels.items() if k not in set(rm or [])}
+        labels.update(set_)
+        if labels != dict(s.labels):
+            s = c.update_session(session, labels=labels)
+    show_session(out, s)
+
+
+@app.command("tag")
+def tag_(
+    ctx: typer.Context,
+    session: SessionArg,
+    tags: Annotated[list[str] | None, typer.Argument(
+        metavar="[TAG]...", help="Tags to add.", show_default=False)] = None,
+    rm: Annotated[list[str] | None, typer.Option(
+        "--rm", metavar="TAG", help="A tag to remove (repeatable).", show_default=False)] = None,
+    json_: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Add and remove tags of a session (with neither, show the session).
+
+    The tags are read, changed and written back whole: of two changes made at
+    the same moment, the later one wins."""
+    both = sorted(set(tags or []) & set(rm or []))
+    if both:
+        raise typer.BadParameter(f"both added and removed: {', '.join(both)}",
+                                 param_hint="'--rm'")
+    out = output(ctx, json_, quiet)
+    c = client(ctx)
+    s = c.get_session(session)
+    if tags or rm:
+        new = [t for t in s.tags if t not in set(rm or [])]
+        new += [t for t in dict.fromkeys(tags or []) if t not in new]
+        if new != list(s.tags):
+            s = c.update_session(session, tags=new)
+    show_session(out, s)
+
+
+_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
+
+
+@app.command("policy")
+def policy_(
+    ctx: typer.Context,
+    session: SessionArg,
+    settings: Annotated[list[str] | None, typer.Argument(
+        metavar="[FIELD=VALUE]...",
+        help="Policy fields to change: commit_requires_approval, min_approvals, read_only, "
+        "separation_of_duties, max_bytes, max_files, max_cache_bytes, max_bus_backlog, "
+        "ttl_idle_seconds, ttl_archived_seconds. Booleans take true/false; 0 means no limit.",
+        show_default=False)] = None,
+    json_: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Show or change a session's policy (fields not named keep their value).
+
+    The policy is read, changed and written back whole: of two changes made at
+    the same moment, the later one wins. --json: the SessionPolicy."""
+    import dataclasses
+
+    from aether import pb
+
+    names = {f.name for f in dataclasses.fields(pb.SessionPolicy)}
+    changes: dict[str, bool | int] = {}
+    for item in settings or []:
+        key, sep, raw = item.partition("=")
+        if not sep or key not in names:
+            raise typer.BadParameter(
+                f"{item!r} is not FIELD=VALUE with a known field", param_hint="'FIELD=VALUE'")
+        if isinstance(getattr(pb.SessionPolicy(), key), bool):
+            if raw.lower() not in (*_TRUE, *_FALSE):
+                raise typer.BadParameter(f"{key} takes true or false", param_hint="'FIELD=VALUE'")
+            changes[key] = raw.lower() in _TRUE
+        else:
+            if not raw.isdigit():
+                raise typer.BadParameter(f"{key} takes a whole number >= 0",
+                                         param_hint="'FIELD=VALUE'")
+            changes[key] = int(raw)
+    out = output(ctx, json_, quiet)
+    c = client(ctx)
+    s = c.get_session(session)
+    policy = s.policy or pb.SessionPolicy()
+    if changes:
+        policy = dataclasses.replace(policy, **changes)
+        s = c.update_session(session, policy=policy)
+        policy = s.policy or pb.SessionPolicy()
+    fields = [(name, lambda _p, v=value: v) for name, value in policy_pairs(policy).items()]
+    out.item(policy, fields or [("policy", lambda _p: "none (all defaults)")], lambda _p: s.id)
+
+
+@app.command("rename")
+def rename(
+    ctx: typer.Context,
+    session: SessionArg,
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The new name.",
+                                        show_default=False)],
+    json_: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Give a session a new human-readable name. --json: the Session."""
+    out = output(ctx, json_, quiet)
+    show_session(out, client(ctx).update_session(session, name=name))

@@ -8,6 +8,10 @@
         ckp = client.create_checkpoint(s.id, message="first")
         for session in client.iter_sessions(labels={"team": "infra"}):
             print(session.id, session.name)
+        client.cache_put(s.id, "plan", b"step 1", ttl_seconds=3600)
+        with client.follow_events(s.id, after=0) as events:   # live, until you stop
+            for event in events:
+                print(event.cursor, event.type, event.path)
 
     async with await aconnect() as client:   # the same methods, awaited
         s = await client.get_session("ses_...")
@@ -17,15 +21,58 @@ Requests and results are the `aether.pb` messages; failures raise the typed
 classes the daemon raised.
 """
 
-from aether.client._base import Operations
-from aether.client._client import AsyncByteStream, AsyncClient, ByteStream, Client
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# Light (standard library only): and imported here so that the name `connect`
+# is the function, not the submodule of the same name.
 from aether.client.connect import Target, aconnect, connect, ensure_local_daemon, resolve
+
+# Loaded on first use: the clients pull in httpx and the generated messages,
+# which the light parts of this package (connect.resolve, config) and the
+# CLI's start-up do not need.
+_LAZY = {
+    "Operations": "aether.client._base",
+    "AsyncByteStream": "aether.client._client",
+    "AsyncClient": "aether.client._client",
+    "AsyncFollowStream": "aether.client._client",
+    "ByteStream": "aether.client._client",
+    "Client": "aether.client._client",
+    "FollowStream": "aether.client._client",
+}
+
+if TYPE_CHECKING:
+    from aether.client._base import Operations
+    from aether.client._client import (
+        AsyncByteStream,
+        AsyncClient,
+        AsyncFollowStream,
+        ByteStream,
+        Client,
+        FollowStream,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # once
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 __all__ = [
     "AsyncClient",
     "AsyncByteStream",
     "Client",
     "ByteStream",
+    "FollowStream",
+    "AsyncFollowStream",
     "Operations",
     "Target",
     "aconnect",

@@ -100,6 +100,20 @@ def file_path(path: str) -> str:
     return "/".join(_dot_safe(quote(part, safe="")) for part in path.split("/"))
 
 
+# Words the cache routes use after /cache/: the daemon matches them only when
+# spelled plainly, so a key that equals one travels with its first letter encoded.
+_CACHE_WORDS = frozenset({"keys", "stats", "batch-get", "batch-set", "batch-delete",
+                          "delete-by-prefix"})
+
+
+def cache_key(key: str) -> str:
+    """A cache key as one path segment: "/" and everything else reserved encoded."""
+    part = seg(key)
+    if part in _CACHE_WORDS:
+        part = f"%{ord(part[0]):02X}{part[1:]}"
+    return part
+
+
 def _dot_safe(part: str) -> str:
     return part.replace(".", "%2E") if part in (".", "..") else part
 
@@ -264,11 +278,13 @@ def _dict(msg: Any) -> dict[str, Any]:
 
 
 class Operations:
-    """Every operation of the AetherFS HTTP API (sessions, files, persistence).
+    """Every operation of the AetherFS HTTP API (sessions, files, persistence,
+    knowledge cache, bus, events, review, observability).
 
     Sync `Client` methods return the result; `AsyncClient` methods return an
     awaitable of the same result. `iter_*` methods page through a listing
-    (an iterator, or an async iterator); `export` streams bytes.
+    (an iterator, or an async iterator); `export` streams bytes; `follow_bus`
+    and `follow_events` stream live messages/events (server-sent events).
     """
 
     def _call(self, call: Call) -> Any:  # pragma: no cover - abstract
@@ -283,6 +299,14 @@ class Operations:
     def _download(
         self, call: Call, file: BinaryIO, progress: Callable[[int, int | None], None] | None,
     ) -> Any:  # pragma: no cover
+        raise NotImplementedError
+
+    def _cursor_pages(self, make: Callable[[int], Call], after: int, items: str) -> Any:
+        """Like `_paginate`, for logs read "after a cursor" (bus, events)."""
+        raise NotImplementedError  # pragma: no cover
+
+    def _follow(self, call: Call) -> Any:  # pragma: no cover
+        """A live follow (server-sent events) yielding `call.response` messages."""
         raise NotImplementedError
 
     # -- observability
@@ -734,6 +758,457 @@ class Operations:
             response=pb.ImportResponse,
         ))
 
+    def upload_file(
+        self, session_id: str, path: str, chunks: Iterable[bytes], *, if_match: str = "",
+        mode: int = 0,
+    ) -> pb.FileInfo:
+        """`write_file` with the content streamed from an iterable of chunks (large
+        files, progress reporting) instead of held in memory as one bytes object."""
+        headers = {"content-type": "application/octet-stream", **_precondition(if_match)}
+        params: Query = [("mode", f"{mode:04o}")] if mode else []
+        return self._call(Call(
+            "PUT", self._file_url(session_id, path), params=params, content=chunks,
+            headers=headers, response=pb.FileInfo,
+        ))
+
+    # -- templates (global, like commits)
+
+    def create_template(
+        self,
+        name: str,
+        *,
+        session_id: str = "",
+        at: str = "",
+        checkpoint_id: str = "",
+        commit_id: str = "",
+        description: str = "",
+        labels: Mapping[str, str] | None = None,
+        replace: bool = False,
+    ) -> pb.Template:
+        """Name a state as a template: a session's working state (or the state `at`
+        names in it), a checkpoint or a commit. Exactly one of session_id,
+        checkpoint_id and commit_id. AlreadyExists for a taken name unless `replace`."""
+        req = pb.CreateTemplateRequest(
+            name=name, session_id=session_id, at=at, checkpoint_id=checkpoint_id,
+            commit_id=commit_id, description=description, labels=dict(labels or {}),
+            replace=replace,
+        )
+        return self._call(Call("POST", "/v1/templates", json=_dict(req), response=pb.Template))
+
+    def _templates_call(
+        self, labels: Mapping[str, str] | None, prefix: str, page_size: int, page_token: str,
+    ) -> Call:
+        return Call("GET", "/v1/templates", params=query(
+            labels=dict(labels or {}), prefix=prefix, page_size=page_size,
+            page_token=page_token), response=pb.ListTemplatesResponse)
+
+    def list_templates(
+        self, *, labels: Mapping[str, str] | None = None, prefix: str = "", page_size: int = 0,
+        page_token: str = "",
+    ) -> pb.ListTemplatesResponse:
+        """One page of templates, by name."""
+        return self._call(self._templates_call(labels, prefix, page_size, page_token))
+
+    def iter_templates(
+        self, *, labels: Mapping[str, str] | None = None, prefix: str = "", page_size: int = 0,
+    ) -> Any:
+        """Every matching template, page after page (Iterator / AsyncIterator[pb.Template])."""
+        return self._paginate(
+            lambda token: self._templates_call(labels, prefix, page_size, token), "templates")
+
+    def get_template(self, name: str) -> pb.Template:
+        return self._call(Call("GET", f"/v1/templates/{seg(name)}", response=pb.Template))
+
+    def delete_template(self, name: str) -> pb.Template:
+        """Delete a template; sessions created from it keep their content."""
+        return self._call(Call("DELETE", f"/v1/templates/{seg(name)}", response=pb.Template))
+
+    # -- knowledge cache (values are bytes with a content type; each key has a
+    #    version for compare-and-set, an optional TTL, created/updated times)
+
+    def _cache_url(self, session_id: str, rest: str) -> str:
+        return session_url(session_id) + "/cache" + rest
+
+    def _cache_key_url(self, session_id: str, key: str, rest: str = "") -> str:
+        if not key:
+            raise from_code("invalid_argument", "a cache key must not be empty")
+        return f"{session_url(session_id)}/cache/{cache_key(key)}{rest}"
+
+    def cache_get(self, session_id: str, key: str) -> pb.CacheEntry:
+        """The value and metadata of a key (NotFound when absent or expired)."""
+        return self._call(Call("GET", self._cache_key_url(session_id, key), response=pb.CacheEntry))
+
+    def cache_put(
+        self, session_id: str, key: str, value: bytes | str, *, content_type: str = "",
+        ttl_seconds: int = 0,
+    ) -> pb.CacheEntryMetadata:
+        """Set a key (str values are stored as UTF-8). `ttl_seconds` 0 = no expiry."""
+        req = pb.CachePutRequest(value=_bytes(value), content_type=content_type,
+                                 ttl_seconds=ttl_seconds)
+        return self._call(Call("PUT", self._cache_key_url(session_id, key), json=_dict(req),
+                               response=pb.CacheEntryMetadata))
+
+    def cache_delete(self, session_id: str, key: str) -> pb.CacheDeleteResponse:
+        """Delete a key; `deleted` is 0 when it was not there (not an error)."""
+        return self._call(Call("DELETE", self._cache_key_url(session_id, key),
+                               response=pb.CacheDeleteResponse))
+
+    def cache_exists(self, session_id: str, key: str) -> bool:
+        return self._call(Call(
+            "GET", self._cache_key_url(session_id, key, "/exists"),
+            decode=lambda r: parse_message(pb.CacheExistsResponse, r).exists))
+
+    def cache_metadata(self, session_id: str, key: str) -> pb.CacheEntryMetadata:
+        """Version, size, content type and times of a key, without its value."""
+        return self._call(Call("GET", self._cache_key_url(session_id, key, "/metadata"),
+                               response=pb.CacheEntryMetadata))
+
+    def cache_compare_and_set(
+        self,
+        session_id: str,
+        key: str,
+        value: bytes | str,
+        *,
+        expected_version: int = 0,
+        expect_absent: bool = False,
+        content_type: str = "",
+        ttl_seconds: int = 0,
+    ) -> pb.CompareAndSetResponse:
+        """Set `key` only if its version is `expected_version` (or, with
+        `expect_absent` / version 0, only if it does not exist). Losing is an
+        answer, not an error: `swapped` is False and `metadata` is the current one."""
+        req = pb.CompareAndSetRequest(
+            expected_version=expected_version, expect_absent=expect_absent,
+            value=_bytes(value), content_type=content_type, ttl_seconds=ttl_seconds)
+        return self._call(Call(
+            "POST", self._cache_key_url(session_id, key, "/compare-and-set"), json=_dict(req),
+            response=pb.CompareAndSetResponse))
+
+    def _cache_keys_call(
+        self, session_id: str, prefix: str, page_size: int, page_token: str,
+    ) -> Call:
+        return Call("GET", self._cache_url(session_id, "/keys"), params=query(
+            prefix=prefix, page_size=page_size, page_token=page_token,
+        ), response=pb.CacheListKeysResponse)
+
+    def list_cache_keys(
+        self, session_id: str, *, prefix: str = "", page_size: int = 0, page_token: str = "",
+    ) -> pb.CacheListKeysResponse:
+        """One page of keys (with their metadata) starting with `prefix`, in key order."""
+        return self._call(self._cache_keys_call(session_id, prefix, page_size, page_token))
+
+    def iter_cache_keys(self, session_id: str, *, prefix: str = "", page_size: int = 0) -> Any:
+        """Every key with `prefix` (Iterator / AsyncIterator[pb.CacheEntryMetadata])."""
+        return self._paginate(
+            lambda token: self._cache_keys_call(session_id, prefix, page_size, token), "keys")
+
+    def cache_stats(self, session_id: str) -> pb.CacheStats:
+        """Keys, bytes, hits and misses of a session's cache."""
+        return self._call(Call("GET", self._cache_url(session_id, "/stats"),
+                               response=pb.CacheStats))
+
+    def cache_batch_get(self, session_id: str, keys: Iterable[str]) -> pb.CacheBatchGetResponse:
+        """Many keys at once: `entries` for those present, `missing` for the rest."""
+        req = pb.CacheBatchGetRequest(keys=list(keys))
+        return self._call(Call("POST", self._cache_url(session_id, "/batch-get"),
+                               json=_dict(req), response=pb.CacheBatchGetResponse))
+
+    def cache_batch_set(
+        self,
+        session_id: str,
+        items: Iterable[pb.CacheBatchSetItem] | Mapping[str, bytes | str],
+    ) -> pb.CacheBatchSetResponse:
+        """Set many keys atomically (all or none): `CacheBatchSetItem`s, or a
+        mapping of key -> value."""
+        if isinstance(items, Mapping):
+            items = [pb.CacheBatchSetItem(key=k, value=_bytes(v)) for k, v in items.items()]
+        req = pb.CacheBatchSetRequest(items=list(items))
+        return self._call(Call("POST", self._cache_url(session_id, "/batch-set"),
+                               json=_dict(req), response=pb.CacheBatchSetResponse))
+
+    def cache_batch_delete(self, session_id: str, keys: Iterable[str]) -> pb.CacheDeleteResponse:
+        req = pb.CacheBatchDeleteRequest(keys=list(keys))
+        return self._call(Call("POST", self._cache_url(session_id, "/batch-delete"),
+                               json=_dict(req), response=pb.CacheDeleteResponse))
+
+    def cache_delete_by_prefix(self, session_id: str, prefix: str) -> pb.CacheDeleteResponse:
+        """Delete every key starting with `prefix` (which must not be empty)."""
+        req = pb.CacheDeleteByPrefixRequest(prefix=prefix)
+        return self._call(Call("POST", self._cache_url(session_id, "/delete-by-prefix"),
+                               json=_dict(req), response=pb.CacheDeleteResponse))
+
+    # -- bus: per-session messages, each with a strictly increasing cursor
+
+    def publish(
+        self, session_id: str, topic: str, payload: bytes | str = b"", *,
+        content_type: str = "", sender: str = "",
+    ) -> pb.BusMessage:
+        """Publish on the session bus; the answer carries the message's cursor."""
+        req = pb.PublishRequest(topic=topic, payload=_bytes(payload),
+                                content_type=content_type, sender=sender)
+        return self._call(Call("POST", session_url(session_id) + "/bus:publish",
+                               json=_dict(req), response=pb.BusMessage))
+
+    def _bus_call(self, session_id: str, after: int, topics: list[str], limit: int) -> Call:
+        return Call("GET", session_url(session_id) + "/bus", params=query(
+            after=after, topics=topics, limit=limit), response=pb.ReadBusResponse)
+
+    def read_bus(
+        self, session_id: str, *, after: int = 0, topics: Iterable[str] = (), limit: int = 0,
+    ) -> pb.ReadBusResponse:
+        """One page of messages with a cursor greater than `after` (only `topics`,
+        when given). Read on from `next_cursor`."""
+        return self._call(self._bus_call(session_id, after, list(topics), limit))
+
+    def iter_bus(
+        self, session_id: str, *, after: int = 0, topics: Iterable[str] = (), limit: int = 0,
+    ) -> Any:
+        """Every message after `after` that is there now (Iterator /
+        AsyncIterator[pb.BusMessage]); `follow_bus` also waits for new ones."""
+        topics = list(topics)
+        return self._cursor_pages(
+            lambda a: self._bus_call(session_id, a, topics, limit), after, "messages")
+
+    def follow_bus(
+        self, session_id: str, *, after: int = 0, topics: Iterable[str] = (),
+    ) -> Any:
+        """Messages after `after`, then live ones as they are published (server-sent
+        events). Sync: a `FollowStream` (iterate it; a context manager to stop
+        early); async: an `AsyncFollowStream`. The stream raises NotFound when the
+        session is deleted; `.cursor` is the last cursor seen, to resume from."""
+        return self._follow(Call(
+            "GET", session_url(session_id) + "/bus",
+            params=query(after=after, topics=list(topics)),
+            headers={"accept": "text/event-stream"}, response=pb.BusMessage))
+
+    # -- events: the session's activity log (file changes, checkpoints, reviews, ...)
+
+    def _events_call(self, session_id: str, after: int, types: list[str], limit: int) -> Call:
+        return Call("GET", session_url(session_id) + "/events", params=query(
+            after=after, types=types, limit=limit), response=pb.ListEventsResponse)
+
+    def list_events(
+        self, session_id: str, *, after: int = 0, types: Iterable[str] = (), limit: int = 0,
+    ) -> pb.ListEventsResponse:
+        """One page of events with a cursor greater than `after` (of `types`, when
+        given, e.g. "file.written"). Read on from `next_cursor`."""
+        return self._call(self._events_call(session_id, after, list(types), limit))
+
+    def iter_events(
+        self, session_id: str, *, after: int = 0, types: Iterable[str] = (), limit: int = 0,
+    ) -> Any:
+        """Every event after `after` that is there now (Iterator / AsyncIterator[pb.Event])."""
+        types = list(types)
+        return self._cursor_pages(
+            lambda a: self._events_call(session_id, a, types, limit), after, "events")
+
+    def follow_events(
+        self, session_id: str, *, after: int = 0, types: Iterable[str] = (),
+    ) -> Any:
+        """Events after `after`, then live ones (server-sent events); see `follow_bus`."""
+        return self._follow(Call(
+            "GET", session_url(session_id) + "/events",
+            params=query(after=after, types=list(types)),
+            headers={"accept": "text/event-stream"}, response=pb.Event))
+
+    # -- review: comments, annotations, approvals bound to a state
+
+    def create_comment(
+        self, session_id: str, body: str, *, path: str = "", parent_id: str = "",
+        author: str = "",
+    ) -> pb.Comment:
+        """Comment on the session, or on `path`; a reply (`parent_id`) joins its thread."""
+        req = pb.CreateCommentRequest(body=body, path=path, parent_id=parent_id, author=author)
+        return self._call(Call("POST", session_url(session_id) + "/comments", json=_dict(req),
+                               response=pb.Comment))
+
+    def _comments_call(
+        self, session_id: str, path: str, page_size: int, page_token: str,
+    ) -> Call:
+        return Call("GET", session_url(session_id) + "/comments", params=query(
+            path=path, page_size=page_size, page_token=page_token),
+            response=pb.ListCommentsResponse)
+
+    def list_comments(
+        self, session_id: str, *, path: str = "", page_size: int = 0, page_token: str = "",
+    ) -> pb.ListCommentsResponse:
+        """Comments, oldest first (on `path` and below, when given)."""
+        return self._call(self._comments_call(session_id, path, page_size, page_token))
+
+    def iter_comments(self, session_id: str, *, path: str = "", page_size: int = 0) -> Any:
+        return self._paginate(
+            lambda token: self._comments_call(session_id, path, page_size, token), "comments")
+
+    def create_annotation(
+        self, session_id: str, path: str, start_line: int, end_line: int, body: str, *,
+        severity: str = "", author: str = "",
+    ) -> pb.Annotation:
+        """Anchor a note to lines `start_line`..`end_line` (1-based, inclusive) of a
+        file; it keeps the file's content hash at that moment."""
+        req = pb.CreateAnnotationRequest(path=path, start_line=start_line, end_line=end_line,
+                                         body=body, severity=severity, author=author)
+        return self._call(Call("POST", session_url(session_id) + "/annotations",
+                               json=_dict(req), response=pb.Annotation))
+
+    def _annotations_call(
+        self, session_id: str, path: str, page_size: int, page_token: str,
+    ) -> Call:
+        return Call("GET", session_url(session_id) + "/annotations", params=query(
+            path=path, page_size=page_size, page_token=page_token),
+            response=pb.ListAnnotationsResponse)
+
+    def list_annotations(
+        self, session_id: str, *, path: str = "", page_size: int = 0, page_token: str = "",
+    ) -> pb.ListAnnotationsResponse:
+        return self._call(self._annotations_call(session_id, path, page_size, page_token))
+
+    def iter_annotations(self, session_id: str, *, path: str = "", page_size: int = 0) -> Any:
+        return self._paginate(
+            lambda token: self._annotations_call(session_id, path, page_size, token),
+            "annotations")
+
+    def delete_annotation(self, session_id: str, annotation_id: str) -> pb.Annotation:
+        return self._call(Call(
+            "DELETE", f"{session_url(session_id)}/annotations/{seg(annotation_id)}",
+            response=pb.Annotation))
+
+    def request_approval(
+        self, session_id: str, *, title: str = "", requester: str = "",
+    ) -> pb.Approval:
+        """Ask for approval of the session's current state (its root hash)."""
+        req = pb.RequestApprovalRequest(title=title, requester=requester)
+        return self._call(Call("POST", session_url(session_id) + "/approvals",
+                               json=_dict(req), response=pb.Approval))
+
+    def _approvals_call(
+        self, session_id: str, state: str | pb.ApprovalState | None, page_size: int,
+        page_token: str,
+    ) -> Call:
+        return Call("GET", session_url(session_id) + "/approvals", params=query(
+            state=approval_state(state), page_size=page_size, page_token=page_token),
+            response=pb.ListApprovalsResponse)
+
+    def list_approvals(
+        self, session_id: str, *, state: str | pb.ApprovalState | None = None,
+        page_size: int = 0, page_token: str = "",
+    ) -> pb.ListApprovalsResponse:
+        """Approvals, newest first; `state`: pending, approved, rejected or stale."""
+        return self._call(self._approvals_call(session_id, state, page_size, page_token))
+
+    def iter_approvals(
+        self, session_id: str, *, state: str | pb.ApprovalState | None = None,
+        page_size: int = 0,
+    ) -> Any:
+        return self._paginate(
+            lambda token: self._approvals_call(session_id, state, page_size, token),
+            "approvals")
+
+    def _decide(self, session_id: str, approval_id: str, verb: str, reviewer: str,
+                reason: str) -> Call:
+        req = pb.DecideApprovalRequest(reviewer=reviewer, reason=reason)
+        return Call("POST", f"{session_url(session_id)}/approvals/{seg(approval_id)}:{verb}",
+                    json=_dict(req), response=pb.Approval)
+
+    def approve(
+        self, session_id: str, approval_id: str, *, reviewer: str, reason: str = "",
+    ) -> pb.Approval:
+        """Approve (FailedPrecondition when the state changed since the request)."""
+        return self._call(self._decide(session_id, approval_id, "approve", reviewer, reason))
+
+    def reject(
+        self, session_id: str, approval_id: str, *, reviewer: str, reason: str,
+    ) -> pb.Approval:
+        """Reject; a reason is required."""
+        return self._call(self._decide(session_id, approval_id, "reject", reviewer, reason))
+
+    # -- observability (daemon `health` is at the top)
+
+    def session_health(self, session_id: str) -> pb.SessionHealth:
+        return self._call(Call("GET", session_url(session_id) + "/health",
+                               response=pb.SessionHealth))
+
+    def get_usage(self, session_id: str) -> pb.SessionUsage:
+        """Files, bytes, dedup, cache and bus usage of a session."""
+        return self._call(Call("GET", session_url(session_id) + "/usage",
+                               response=pb.SessionUsage))
+
+    def get_analytics(self, session_id: str, *, window_seconds: int = 0) -> pb.SessionAnalytics:
+        """Operation counts in aligned windows of `window_seconds` (default 3600)."""
+        return self._call(Call("GET", session_url(session_id) + "/analytics",
+                               params=query(window_seconds=window_seconds),
+                               response=pb.SessionAnalytics))
+
 
 def _which(source: pb.SessionSource) -> str:
     return betterproto2.which_one_of(source, "kind")[0]
+
+
+def _bytes(value: bytes | str) -> bytes:
+    return value.encode("utf-8") if isinstance(value, str) else bytes(value)
+
+
+_APPROVAL_STATES: dict[str, pb.ApprovalState] = {
+    "pending": pb.ApprovalState.PENDING,
+    "approved": pb.ApprovalState.APPROVED,
+    "rejected": pb.ApprovalState.REJECTED,
+    "stale": pb.ApprovalState.STALE,
+}
+
+
+def approval_state(value: str | pb.ApprovalState | None) -> pb.ApprovalState:
+    """'pending' | 'approved' | 'rejected' | 'stale' | ApprovalState | None -> ApprovalState."""
+    if value is None or value == "":
+        return pb.ApprovalState.UNSPECIFIED
+    if isinstance(value, pb.ApprovalState):
+        return value
+    try:
+        return _APPROVAL_STATES[value.lower()]
+    except KeyError:
+        raise from_code(
+            "invalid_argument",
+            f"unknown approval state {value!r}: want pending, approved, rejected or stale",
+        ) from None
+
+
+# ---- live follows (server-sent events)
+
+
+class SseDecoder:
+    """Turns the lines of a follow (server-sent events, see aetherd/http/streams.py)
+    into `cls` messages: feed it each line without its line break; it returns a
+    message when one is complete. An `error` event raises the AetherError it
+    carries (e.g. NotFound once the session is deleted)."""
+
+    def __init__(self, cls: type) -> None:
+        self.cls = cls
+        self._event = ""
+        self._data: list[str] = []
+
+    def line(self, line: str) -> Any:
+        if not line:
+            return self._dispatch()
+        if line.startswith(":"):  # a keepalive comment
+            return None
+        name, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if name == "data":
+            self._data.append(value)
+        elif name == "event":
+            self._event = value
+        return None
+
+    def _dispatch(self) -> Any:
+        event, data = self._event, "\n".join(self._data)
+        self._event, self._data = "", []
+        if not data:
+            return None
+        try:
+            body = _json.loads(data)
+        except ValueError:
+            raise from_code("internal", "the server sent an event that is not JSON") from None
+        if event == "error":
+            detail = body.get("error") if isinstance(body, dict) else None
+            if not isinstance(detail, dict) or not detail.get("code"):
+                raise from_code("internal", f"the stream failed: {data[:200]}")
+            raise from_code(str(detail["code"]), str(detail.get("message") or detail["code"]))
+        return self.cls.from_dict(body, ignore_unknown_fields=True)

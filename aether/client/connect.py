@@ -3,7 +3,9 @@
 Remote: `AETHER_SERVER` (or `server=`) is `http://host:port`, `https://...`,
 `unix:/path/to/http.sock` or the daemon's own `tcp:host:port`; `AETHER_TOKEN`
 (or `token=`) is sent as `Authorization: Bearer`. Arguments win over the
-environment.
+environment, the environment over a profile of the config file
+(`aether.client.config`: `profile=`, else AETHER_PROFILE, else its
+`default_profile`).
 
 Local (no server configured): the daemon of the current user, listening on
 `<data_dir>/http.sock` where data_dir is `AETHER_DATA_DIR` or the platform's
@@ -15,6 +17,7 @@ serialises clients that race to start it: the losers reuse the winner's.
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import os
 import subprocess
@@ -22,7 +25,9 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from aether.client.config import ConfigError
 from aether.errors import AetherError, from_code
 
 AUTOSTART_TIMEOUT = 10.0
@@ -34,7 +39,8 @@ LOG_FILE = "aetherd.log"
 def default_data_dir() -> Path:
     env = os.environ.get("AETHER_DATA_DIR")
     if env:
-        return Path(env).expanduser()
+        # absolute: the autostarted daemon runs in the data dir, not our cwd
+        return Path(env).expanduser().absolute()
     import platformdirs
 
     return Path(platformdirs.user_data_dir("aether"))
@@ -49,6 +55,8 @@ class Target:
     token: str | None = None
     # Set in local mode: the daemon's data directory (autostart applies).
     data_dir: Path | None = None
+    # The config-file profile it came from, if any.
+    profile: str | None = None
 
     @property
     def local(self) -> bool:
@@ -71,7 +79,7 @@ def parse_server(server: str) -> tuple[str, str | None]:
         if path.startswith("//"):  # unix:///path
             path = path[2:]
         if not path:
-            raise from_code("invalid_argument", f"bad server {server!r}: unix: needs a path")
+            raise ConfigError(f"bad server {server!r}: unix: needs a path")
         return "http://aetherd", str(Path(path).expanduser())
     if server.startswith(("http://", "https://")):
         return server.rstrip("/"), None
@@ -82,37 +90,97 @@ def parse_server(server: str) -> tuple[str, str | None]:
     host, _, port = server.rpartition(":")
     if host and port.isdigit():
         return f"http://{server}", None
-    raise from_code(
-        "invalid_argument",
-        f"bad server {server!r}: want http://host:port, https://host, or unix:/path/http.sock",
-    )
+    raise ConfigError(
+        f"bad server {server!r}: want http://host:port, https://host, or unix:/path/http.sock")
 
 
 def resolve(
-    server: str | None = None, token: str | None = None, data_dir: str | Path | None = None,
+    server: str | None = None,
+    token: str | None = None,
+    data_dir: str | Path | None = None,
+    profile: str | None = None,
 ) -> Target:
-    """The daemon to talk to: arguments, then AETHER_SERVER / AETHER_TOKEN, else local."""
-    server = server or os.environ.get("AETHER_SERVER") or None
-    token = token or os.environ.get("AETHER_TOKEN") or None
+    """The daemon to talk to, first that applies (explicit arguments, which the
+    CLI fills from its flags, beat the environment, which beats the file):
+
+    1. `server` (or `data_dir`): with `token`, else AETHER_TOKEN unless
+       AETHER_SERVER names another server
+    2. the profile named `profile`
+    3. AETHER_SERVER with AETHER_TOKEN; AETHER_DATA_DIR (the local daemon there)
+    4. AETHER_PROFILE, else the config file's default_profile
+    5. the local daemon in the user's data directory
+
+    AETHER_TOKEN goes only where AETHER_SERVER points (or, with no AETHER_SERVER,
+    to the server or local daemon chosen): a profile's daemon gets the `token`
+    argument or the profile's own token, and `--server` naming some other
+    daemon than AETHER_SERVER gets only `token`. A token exported for one
+    daemon is never handed to whoever runs another.
+
+    Raises `aether.client.config.ConfigError` for an unknown profile or a bad
+    config file (the file is read only when steps 1-3 choose nothing, or a
+    profile is named).
+    """
+    env_token = os.environ.get("AETHER_TOKEN") or None
+    env_server = os.environ.get("AETHER_SERVER") or None
     if server:
         base_url, uds = parse_server(server)
-        return Target(base_url=base_url, uds=uds, token=token)
-    ddir = Path(data_dir).expanduser() if data_dir else default_data_dir()
+        if env_server and not _same_server(env_server, base_url, uds):
+            env_token = None  # exported for AETHER_SERVER, not for this one
+        return Target(base_url=base_url, uds=uds, token=token or env_token)
+    if data_dir:
+        return _local(Path(data_dir), token or env_token)
+    if profile:
+        from aether.client import config
+
+        return _from_profile(config.load().select(profile), token)
+    if env_server:
+        base_url, uds = parse_server(env_server)
+        return Target(base_url=base_url, uds=uds, token=token or env_token)
+    env_data_dir = os.environ.get("AETHER_DATA_DIR")
+    if env_data_dir:
+        return _local(Path(env_data_dir), token or env_token)
+    from aether.client import config
+
+    chosen = config.load().select(None)
+    if chosen is not None:
+        return _from_profile(chosen, token)
+    return _local(default_data_dir(), token or env_token)
+
+
+def _same_server(server: str, base_url: str, uds: str | None) -> bool:
+    try:
+        return parse_server(server) == (base_url, uds)
+    except ConfigError:
+        return False
+
+
+def _local(data_dir: Path, token: str | None) -> Target:
+    ddir = data_dir.expanduser().absolute()
     return Target(base_url="http://aetherd", uds=str(ddir / "http.sock"), token=token,
                   data_dir=ddir)
+
+
+def _from_profile(chosen: Any, token: str | None) -> Target:
+    token = token or chosen.resolve_token()
+    if chosen.server:
+        base_url, uds = parse_server(chosen.server)
+        return Target(base_url=base_url, uds=uds, token=token, profile=chosen.name)
+    target = _local(Path(chosen.data_dir or ""), token)
+    return dataclasses.replace(target, profile=chosen.name)
 
 
 def connect(
     server: str | None = None,
     token: str | None = None,
     *,
+    profile: str | None = None,
     autostart: bool = True,
     timeout: float | None = None,
 ):
     """A `Client` for the configured daemon, starting the local one when needed."""
     from aether.client._client import DEFAULT_TIMEOUT, Client
 
-    target = resolve(server, token)
+    target = resolve(server, token, profile=profile)
     if target.local and autostart:
         ensure_local_daemon(target.data_dir)  # type: ignore[arg-type]
     return Client(target.base_url, token=target.token, uds=target.uds,
@@ -123,6 +191,7 @@ async def aconnect(
     server: str | None = None,
     token: str | None = None,
     *,
+    profile: str | None = None,
     autostart: bool = True,
     timeout: float | None = None,
 ):
@@ -131,7 +200,7 @@ async def aconnect(
 
     from aether.client._client import DEFAULT_TIMEOUT, AsyncClient
 
-    target = resolve(server, token)
+    target = resolve(server, token, profile=profile)
     if target.local and autostart:
         await asyncio.to_thread(ensure_local_daemon, target.data_dir)
     return AsyncClient(target.base_url, token=target.token, uds=target.uds,
@@ -152,7 +221,7 @@ def daemon_answers(sock: Path, timeout: float = 2.0) -> bool:
     import httpx
 
     try:
-        with httpx.Client(transport=httpx.HTTPTransport(uds=str(sock)),
+        with httpx.Client(transport=httpx.HTTPTransport(uds=str(sock), verify=False),
                           base_url="http://aetherd", timeout=timeout) as http:
             http.get("/v1/health")
             return True
