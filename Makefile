@@ -5,8 +5,9 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# stress-ng: tests/mount stress run; fio: bench/mount.py.
 # zsh and fish: the completion tests load `aether completion` scripts into real shells.
-APT_PACKAGES := fuse3 libfuse3-dev pkg-config attr git zsh fish
+APT_PACKAGES := fuse3 libfuse3-dev pkg-config attr git zsh fish stress-ng fio
 
 .PHONY: run test setup apt proto proto-check docs lint bench clean
 

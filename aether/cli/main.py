@@ -58,6 +58,12 @@ SECTIONS: dict[str, dict[str, tuple[str, str]]] = {
                    "The activity log of a session: ls, tail -f from a cursor."),
         "review": ("aether.cli.review:app", "Review a session: comments, annotations, approvals."),
     },
+    "Local access": {
+        "mount": ("aether.cli.mount:mount", "Mount a session as a local directory (FUSE)."),
+        "umount": ("aether.cli.mount:umount",
+                   "Unmount a session mount (waits for its write-back to finish)."),
+        "mounts": ("aether.cli.mount:mounts", "List this machine's session mounts."),
+    },
     "Daemon and setup": {
         "daemon": ("aether.cli.daemon:app",
                    "The local aetherd: start, stop, status, logs (status also for --server)."),

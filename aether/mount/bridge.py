@@ -1,0 +1,348 @@
+"""The one place where the mount (trio, pyfuse3) talks to the daemon.
+
+Everything else in aether/mount calls `Bridge` methods and gets plain values
+back, or a `RemoteError` (an OSError carrying the errno the FUSE handler should
+answer). The SDK's `AsyncClient` runs here unchanged: it is built on httpx,
+whose transport (httpcore over anyio) runs on trio as well as on asyncio, and
+the client itself has no asyncio-only code path. (`aconnect()` does use
+asyncio to start a local daemon; the mount never autostarts one, so it builds
+the client directly from a resolved `Target`.)
+
+The session's event stream is read here too, as server-sent events over httpx.
+
+Requests that never reached the daemon (connection refused: it is restarting)
+are retried for `RETRY_SECONDS`, so a daemon restart looks like a pause to the
+programs using the mount. Anything else fails the one operation with an errno.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import httpx
+import trio
+
+from aether import pb
+from aether.client import AsyncClient, Target, resolve
+from aether.client._base import error_from_response, seg
+from aether.errors import AetherError, Conflict, RangeNotSatisfiable
+
+log = logging.getLogger("aether.mount.bridge")
+
+RETRY_SECONDS = 15.0
+# Large files move in pieces: downloads as ranged reads of DOWNLOAD_PIECE; and
+# since the daemon takes request bodies up to 1 GiB, uploads as a first PUT and
+# then range writes of UPLOAD_PIECE, each conditional on the hash the last one
+# returned. (The environment overrides exist so tests can use small pieces.)
+DOWNLOAD_PIECE = int(os.environ.get("AETHER_MOUNT_DOWNLOAD_PIECE") or 16 << 20)
+UPLOAD_PIECE = int(os.environ.get("AETHER_MOUNT_UPLOAD_PIECE") or 256 << 20)
+EMPTY_HASH = "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262"
+_KINDS = {pb.EntryKind.FILE: "file", pb.EntryKind.DIRECTORY: "dir", pb.EntryKind.SYMLINK: "symlink"}
+
+
+class RemoteError(OSError):
+    """A daemon error, with the errno a filesystem call should fail with."""
+
+    def __init__(self, err: int, cause: AetherError) -> None:
+        super().__init__(err, f"{cause.code}: {cause.message}")
+        self.code = cause.code
+        self.details = dict(getattr(cause, "details", None) or {})
+
+
+class ConflictError(RemoteError):
+    """A conditional write lost: the file changed (or appeared, or vanished)
+    since the mount last saw it. `current_hash` is "" when it is gone."""
+
+    def __init__(self, cause: AetherError) -> None:
+        super().__init__(errno.EEXIST, cause)
+        self.current_hash = self.details.get("current_hash", "")
+
+
+def errno_for(exc: AetherError) -> int:
+    code = exc.code
+    msg = exc.message.lower()
+    if code == "not_found":
+        return errno.ENOENT
+    if code == "already_exists":
+        return errno.EEXIST
+    if code in ("permission_denied", "unauthenticated"):
+        return errno.EACCES
+    if code == "failed_precondition":
+        if "not empty" in msg:
+            return errno.ENOTEMPTY
+        if "not a directory" in msg:
+            return errno.ENOTDIR
+        if "is a directory" in msg:
+            return errno.EISDIR
+        if "archived" in msg or "read-only" in msg:
+            return errno.EROFS
+        return errno.EPERM
+    if code == "invalid_argument":
+        if "255" in msg or "too long" in msg or "4096" in msg:
+            return errno.ENAMETOOLONG
+        return errno.EINVAL
+    if code in ("resource_exhausted", "payload_too_large"):
+        return errno.ENOSPC
+    if code == "conflict":
+        return errno.EEXIST
+    return errno.EIO
+
+
+@dataclass
+class Entry:
+    """A directory entry as the daemon reports it."""
+
+    name: str
+    kind: str  # "file" | "dir" | "symlink"
+    mode: int
+    size: int
+    hash: str
+    target: str
+    mtime_ns: int
+
+    @classmethod
+    def from_info(cls, info: pb.FileInfo) -> Entry:
+        return cls(
+            name=info.path.rsplit("/", 1)[-1], kind=_KINDS.get(info.kind, "file"),
+            mode=info.mode & 0o7777, size=info.size, hash=info.hash,
+            target=info.symlink_target, mtime_ns=_ns(info.mtime),
+        )
+
+
+def _ns(ts: datetime | None) -> int:
+    if ts is None:
+        return 0
+    return int(ts.timestamp()) * 1_000_000_000 + ts.microsecond * 1000
+
+
+@dataclass
+class Event:
+    cursor: int
+    type: str
+    path: str
+    attributes: dict[str, str] = field(default_factory=dict)
+
+
+class Bridge:
+    """The daemon, as the mount needs it: paths in, plain values out."""
+
+    @classmethod
+    def from_environment(cls, session_id: str, at: str = "") -> Bridge:
+        """The daemon named by AETHER_SERVER / AETHER_TOKEN (what `aether mount`
+        passes to the mount process), else the local one."""
+        target = resolve(os.environ.get("AETHER_SERVER") or None,
+                         os.environ.get("AETHER_TOKEN") or None)
+        return cls(target, session_id, at)
+
+    def __init__(self, target: Target, session_id: str, at: str = "") -> None:
+        self.target = target
+        self.session_id = session_id
+        self.at = at
+        self.client = AsyncClient(
+            target.base_url, token=target.token, uds=target.uds,
+            timeout=httpx.Timeout(120.0, connect=5.0, pool=30.0),
+        )
+        self.requests = 0
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    async def _run(self, fn: Any, *args: Any, read: bool = False, **kwargs: Any) -> Any:
+        """Call one SDK method; map its errors to errnos; retry while the daemon
+        cannot be reached at all (and, for reads, after any transport failure:
+        a read can be sent twice)."""
+        deadline = trio.current_time() + RETRY_SECONDS
+        delay = 0.05
+        while True:
+            self.requests += 1
+            try:
+                return await fn(*args, **kwargs)
+            except Conflict as exc:
+                raise ConflictError(exc) from None
+            except AetherError as exc:
+                transport = exc.code == "unavailable" and isinstance(
+                    exc.__cause__, httpx.TransportError)
+                unreachable = transport and (read or isinstance(
+                    exc.__cause__, httpx.ConnectError | httpx.ConnectTimeout))
+                if unreachable and trio.current_time() < deadline:
+                    log.warning("aetherd unreachable (%s); retrying", exc.message)
+                    await trio.sleep(delay)
+                    delay = min(delay * 2, 1.0)
+                    continue
+                raise RemoteError(errno_for(exc), exc) from None
+
+    # ---- reads
+
+    async def session(self) -> pb.Session:
+        return await self._run(self.client.get_session, self.session_id, read=True)
+
+    async def list_dir(self, path: str) -> list[Entry]:
+        """Every entry of a directory, with its attributes (one listing, paged)."""
+        out: list[Entry] = []
+        token = ""
+        while True:
+            page = await self._run(self.client.list_tree, self.session_id, path, at=self.at,
+                                   page_size=1000, page_token=token, read=True)
+            out.extend(Entry.from_info(i) for i in page.entries)
+            token = page.next_page_token
+            if not token:
+                return out
+
+    async def stat(self, path: str) -> pb.FileInfo:
+        return await self._run(self.client.stat, self.session_id, path, at=self.at, read=True)
+
+    async def download(self, path: str, fd: int) -> tuple[str, int]:
+        """Write a file's whole content into `fd`; returns (hash, size) of what was
+        written. Large files come in pieces; if the file changes meanwhile, start over."""
+        for _attempt in range(5):
+            r = await self._first_piece(path)
+            content_hash, size = r.hash, r.size
+            await trio.to_thread.run_sync(_write_at, fd, r.data, 0)
+            offset = len(r.data)
+            changed = False
+            while offset < size:
+                p = await self._run(self.client.read_file, self.session_id, path, at=self.at,
+                                    offset=offset, length=min(DOWNLOAD_PIECE, size - offset),
+                                    read=True)
+                if p.hash != content_hash or not p.data:
+                    changed = True
+                    break
+                await trio.to_thread.run_sync(_write_at, fd, p.data, offset)
+                offset += len(p.data)
+            if not changed:
+                os.ftruncate(fd, size)
+                return content_hash, size
+            log.info("%s changed while downloading; starting over", path)
+        raise OSError(errno.EIO, f"{path} keeps changing; could not read it")
+
+    async def _first_piece(self, path: str) -> pb.ReadFileResponse:
+        try:
+            return await self._run(self.client.read_file, self.session_id, path, at=self.at,
+                                   offset=0, length=DOWNLOAD_PIECE, read=True)
+        except RemoteError as exc:
+            if exc.code != RangeNotSatisfiable.code:
+                raise
+            # an empty file: no byte range of it exists
+            return await self._run(self.client.read_file, self.session_id, path, at=self.at,
+                                   read=True)
+
+    # ---- writes
+
+    async def write_file(self, path: str, data: bytes | memoryview, if_match: str,
+                         mode: int) -> Entry:
+        """Replace a file's content, conditionally (`if_match`: a hash, or "!" for
+        "must not exist"). ConflictError when the condition fails."""
+        if len(data) <= UPLOAD_PIECE:
+            info = await self._run(self.client.write_file, self.session_id, path, bytes(data),
+                                   if_match=if_match, mode=mode, create_parents=False)
+            return Entry.from_info(info)
+        info = await self._run(self.client.write_file, self.session_id, path,
+                               bytes(data[:UPLOAD_PIECE]), if_match=if_match, mode=mode,
+                               create_parents=False)
+        offset = UPLOAD_PIECE
+        while offset < len(data):
+            piece = bytes(data[offset:offset + UPLOAD_PIECE])
+            info = await self._run(self.client.write_range, self.session_id, path, piece,
+                                   offset, if_match=info.hash)
+            offset += len(piece)
+        return Entry.from_info(info)
+
+    async def write_range(self, path: str, data: bytes, offset: int, if_match: str) -> Entry:
+        """Write bytes at an offset of an existing file (conditional on its hash)."""
+        info = await self._run(self.client.write_range, self.session_id, path, data, offset,
+                               if_match=if_match)
+        return Entry.from_info(info)
+
+    async def delete_file(self, path: str) -> None:
+        await self._run(self.client.delete_file, self.session_id, path)
+
+    async def mkdir(self, path: str, mode: int) -> Entry:
+        return Entry.from_info(await self._run(self.client.mkdir, self.session_id, path,
+                                               mode=mode))
+
+    async def rmdir(self, path: str) -> None:
+        await self._run(self.client.rmdir, self.session_id, path)
+
+    async def rename(self, src: str, dst: str, overwrite: bool) -> None:
+        await self._run(self.client.rename, self.session_id, src, dst, overwrite=overwrite)
+
+    async def symlink(self, path: str, target: str) -> Entry:
+        return Entry.from_info(await self._run(self.client.symlink, self.session_id, path,
+                                               target))
+
+    # ---- events
+
+    def _events_url(self) -> str:
+        return f"/v1/sessions/{seg(self.session_id)}/events"
+
+    def _raw_http(self, read_timeout: float | None) -> httpx.AsyncClient:
+        headers = {"accept": "application/json"}
+        if self.target.token:
+            headers["authorization"] = f"Bearer {self.target.token}"
+        transport = httpx.AsyncHTTPTransport(uds=self.target.uds) if self.target.uds else None
+        return httpx.AsyncClient(base_url=self.target.base_url, headers=headers,
+                                 transport=transport,
+                                 timeout=httpx.Timeout(read_timeout, connect=5.0))
+
+    async def head_cursor(self) -> int:
+        """The newest event cursor of the session (follow from there)."""
+        async with self._raw_http(30.0) as http:
+            # A filter on a type a live session never has makes the page empty and
+            # its next cursor the newest one.
+            r = await http.get(self._events_url(),
+                               params={"types": "session.deleted", "limit": "1"})
+            if r.status_code >= 400:
+                raise RemoteError(errno.EIO, error_from_response(r))
+            return int(r.json().get("nextCursor") or 0)
+
+    async def follow_events(self, after: int) -> AsyncIterator[Event]:
+        """Events after a cursor, live, until the connection ends (the caller
+        reconnects from the last cursor it handled). Failures are OSErrors."""
+        try:
+            async for ev in self._follow(after):
+                yield ev
+        except httpx.HTTPError as exc:
+            raise OSError(errno.EIO, f"event stream: {exc}") from exc
+
+    async def _follow(self, after: int) -> AsyncIterator[Event]:
+        async with self._raw_http(60.0) as http:
+            headers = {"accept": "text/event-stream", "last-event-id": str(after)}
+            async with http.stream("GET", self._events_url(), headers=headers) as r:
+                if r.status_code >= 400:
+                    await r.aread()
+                    raise RemoteError(errno.EIO, error_from_response(r))
+                fields: dict[str, str] = {}
+                async for line in r.aiter_lines():
+                    if line.startswith(":"):
+                        continue  # keepalive
+                    if line:
+                        name, _, value = line.partition(":")
+                        fields[name] = value.removeprefix(" ")
+                        continue
+                    if fields.get("event") == "error":
+                        raise OSError(errno.EIO, f"event stream error: {fields.get('data')}")
+                    if "data" in fields:
+                        data = json.loads(fields["data"])
+                        yield Event(int(data.get("cursor") or fields.get("id") or 0),
+                                    data.get("type", ""), data.get("path", ""),
+                                    dict(data.get("attributes") or {}))
+                    fields = {}
+
+
+def _write_at(fd: int, data: bytes, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.pwrite(fd, view, offset)
+        view = view[n:]
+        offset += n
+
+
+__all__ = ["Bridge", "ConflictError", "EMPTY_HASH", "Entry", "Event", "RemoteError",
+           "errno_for"]

@@ -1,0 +1,162 @@
+"""The local content cache: whole file contents keyed by their BLAKE3 hash.
+
+Content is addressed by hash, so an entry can never be stale: a file that
+changes gets a new hash and a new entry. The cache only has to decide what to
+keep, which it does by least-recently-used order under `--cache-size`.
+Several mounts may share one cache directory: entries are put in place with an
+atomic rename, and an entry that vanished (another mount evicted it) is simply
+fetched again. Open files keep reading an evicted entry through their file
+descriptor, so eviction never breaks a reader.
+
+Layout under the cache directory:
+
+    blobs/ab/abcdef...   one file per content hash
+    tmp/                 downloads in progress
+    staging/<pid>/       content being changed through a mount (handles.Staging)
+    lost+found/<pid>/    staging files of a mount that died before writing them back
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import tempfile
+from collections import OrderedDict
+from pathlib import Path
+
+log = logging.getLogger("aether.mount.cache")
+
+_HASH = re.compile(r"^[0-9a-f]{64}$")
+
+UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def parse_size(text: str) -> int:
+    """'512M', '2G', '1.5g', '4096' -> bytes (binary units)."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*", text.lower())
+    if not m:
+        raise ValueError(f"bad size {text!r}: want a number with an optional K, M, G or T")
+    return int(float(m.group(1)) * UNITS[m.group(2)])
+
+
+def format_size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return f"{n} B"  # pragma: no cover
+
+
+class BlobCache:
+    def __init__(self, root: Path, limit: int) -> None:
+        self.root = root
+        self.limit = limit
+        self.blobs = root / "blobs"
+        self.tmp = root / "tmp"
+        self.staging_dir = root / "staging" / str(os.getpid())
+        self._lru: OrderedDict[str, int] = OrderedDict()
+        self.used = 0
+        self.hits = 0
+        self.misses = 0
+
+    def open(self) -> BlobCache:
+        for d in (self.blobs, self.tmp, self.staging_dir):
+            d.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._clean_dead_staging()
+        found: list[tuple[float, str, int]] = []
+        for sub in self.blobs.iterdir():
+            if not sub.is_dir():
+                continue
+            for f in sub.iterdir():
+                if _HASH.match(f.name):
+                    try:
+                        st = f.stat()
+                    except FileNotFoundError:
+                        continue
+                    found.append((st.st_atime, f.name, st.st_size))
+        for _, h, size in sorted(found):
+            self._lru[h] = size
+            self.used += size
+        self.evict()
+        return self
+
+    def _clean_dead_staging(self) -> None:
+        """Staging directories of mount processes that no longer run: empty ones
+        are removed; files left in one (a mount that died with changes not
+        written back) are kept under lost+found/ and reported."""
+        for d in (self.root / "staging").iterdir():
+            if d == self.staging_dir or not d.name.isdigit():
+                continue
+            try:
+                os.kill(int(d.name), 0)
+                continue  # still running
+            except ProcessLookupError:
+                pass
+            except OSError:
+                continue
+            if any(d.iterdir()):
+                lost = self.root / "lost+found" / d.name
+                lost.parent.mkdir(exist_ok=True, mode=0o700)
+                os.replace(d, lost)
+                log.warning("a mount (pid %s) ended with changes it had not written back; "
+                            "they are kept in %s", d.name, lost)
+            else:
+                shutil.rmtree(d, ignore_errors=True)
+
+    def path(self, content_hash: str) -> Path:
+        if not _HASH.match(content_hash):
+            raise ValueError(f"not a content hash: {content_hash!r}")
+        return self.blobs / content_hash[:2] / content_hash
+
+    def lookup(self, content_hash: str) -> Path | None:
+        """The cached content for a hash, or None (and counts a hit or a miss)."""
+        p = self.path(content_hash)
+        if content_hash in self._lru:
+            if p.exists():
+                self._lru.move_to_end(content_hash)
+                self.hits += 1
+                return p
+            self.used -= self._lru.pop(content_hash)
+        elif p.exists():  # put there by another mount sharing the directory
+            self._account(content_hash, p.stat().st_size)
+            self.hits += 1
+            return p
+        self.misses += 1
+        return None
+
+    def new_tmp(self) -> tuple[int, str]:
+        """A file to download into: (fd, path)."""
+        return tempfile.mkstemp(dir=self.tmp, prefix="dl-")
+
+    def insert(self, tmp_path: str | Path, content_hash: str) -> Path:
+        """Move a complete file into the cache under its hash (atomic)."""
+        p = self.path(content_hash)
+        p.parent.mkdir(exist_ok=True, mode=0o700)
+        size = os.stat(tmp_path).st_size
+        os.replace(tmp_path, p)
+        if content_hash in self._lru:
+            self.used -= self._lru.pop(content_hash)
+        self._account(content_hash, size)
+        self.evict()
+        return p
+
+    def _account(self, content_hash: str, size: int) -> None:
+        self._lru[content_hash] = size
+        self.used += size
+
+    def evict(self) -> None:
+        """Drop least recently used entries until the cache fits its limit (the
+        newest entry stays even when it alone is over the limit)."""
+        while self.used > self.limit and len(self._lru) > 1:
+            h, size = self._lru.popitem(last=False)
+            self.used -= size
+            try:
+                os.unlink(self.path(h))
+            except FileNotFoundError:
+                pass
+            log.debug("evicted %s (%d bytes)", h, size)
+
+    def __len__(self) -> int:
+        return len(self._lru)

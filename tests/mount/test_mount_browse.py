@@ -1,0 +1,166 @@
+"""Mounting, browsing, the CLI around mounts, xattrs, read-only and --at mounts."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import stat
+
+import pytest
+import xattr
+from mount_helpers import is_mounted, run_aether
+
+from aether.client import source
+
+
+@pytest.fixture(scope="module")
+def tree(sdk, tmp_path_factory):
+    """A session made from a directory: files, a subdirectory, a symlink, 1,500 names."""
+    src = tmp_path_factory.mktemp("src")
+    (src / "hello.txt").write_text("hello\n")
+    (src / "bin").mkdir()
+    (src / "bin" / "run.sh").write_text("#!/bin/sh\necho run\n")
+    (src / "bin" / "run.sh").chmod(0o755)
+    (src / "link").symlink_to("hello.txt")
+    (src / "big").write_bytes(os.urandom(3 * (1 << 20) + 123))
+    (src / "many").mkdir()
+    for i in range(1500):
+        (src / "many" / f"f{i:04d}").write_text(str(i))
+    s = sdk.create_session(source.directory(src), name="browse")
+    return s.id, src
+
+
+@pytest.fixture(scope="module")
+def mnt(module_mounts, tree):
+    return module_mounts.mount(tree[0], "browse")
+
+
+def test_tree_reads_like_the_source(mnt, tree):
+    _, src = tree
+    assert sorted(os.listdir(mnt)) == sorted(os.listdir(src))
+    assert (mnt / "hello.txt").read_text() == "hello\n"
+    assert (mnt / "big").read_bytes() == (src / "big").read_bytes()
+    assert os.readlink(mnt / "link") == "hello.txt"
+    assert (mnt / "link").read_text() == "hello\n"
+    st = os.stat(mnt / "bin" / "run.sh")
+    assert stat.S_ISREG(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o755
+    assert st.st_size == len("#!/bin/sh\necho run\n")
+    assert stat.S_ISDIR(os.stat(mnt / "bin").st_mode)
+    assert stat.S_ISLNK(os.lstat(mnt / "link").st_mode)
+    with pytest.raises(FileNotFoundError):
+        os.stat(mnt / "nope")
+
+
+def test_large_directory_lists_completely_with_attributes(mnt):
+    names = os.listdir(mnt / "many")
+    assert len(names) == 1500 and len(set(names)) == 1500
+    with os.scandir(mnt / "many") as it:
+        sizes = {e.name: e.stat().st_size for e in it}
+    assert sizes["f1499"] == 4
+
+
+def test_readdir_offsets_are_stable_cursors(mnt, sdk, tree):
+    """Entries added while a listing is in progress neither repeat nor hide others."""
+    d = mnt / "many"
+    fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        seen: list[str] = []
+        with os.scandir(fd) as it:
+            for i, e in enumerate(it):
+                seen.append(e.name)
+                if i == 10:
+                    (d / "zz-added-during-listing").write_text("x")
+        assert len(seen) == len(set(seen))
+        assert {f"f{i:04d}" for i in range(1500)} <= set(seen)
+    finally:
+        os.close(fd)
+        os.unlink(d / "zz-added-during-listing")
+
+
+def test_xattrs(mnt, sdk, tree):
+    sid, _ = tree
+    f = str(mnt / "big")
+    info = sdk.stat(sid, "big")
+    assert xattr.getxattr(f, "user.aether.hash").decode() == info.hash
+    assert xattr.getxattr(f, "user.aether.session").decode() == sid
+    assert xattr.getxattr(f, "user.aether.state") == b"clean"
+    extents = json.loads(xattr.getxattr(f, "user.aether.extents"))
+    assert [(e["offset"], e["length"]) for e in extents] == \
+        [(0, 1 << 20), (1 << 20, 1 << 20), (2 << 20, 1 << 20), (3 << 20, 123)]
+    assert {"user.aether.hash", "user.aether.state", "user.aether.session",
+            "user.aether.extents"} <= set(xattr.listxattr(f))
+    with pytest.raises(OSError) as e:
+        xattr.getxattr(f, "security.capability")
+    assert e.value.errno == errno.ENODATA
+    with pytest.raises(OSError) as e:
+        xattr.setxattr(f, "user.aether.hash", b"x")
+    assert e.value.errno == errno.EPERM
+    # other user.* attributes are kept (by the mount, see docs/mount.md)
+    xattr.setxattr(f, "user.note", b"remember me")
+    assert xattr.getxattr(f, "user.note") == b"remember me"
+    assert "user.note" in xattr.listxattr(f)
+    xattr.removexattr(f, "user.note")
+    with pytest.raises(OSError) as e:
+        xattr.getxattr(f, "user.note")
+    assert e.value.errno == errno.ENODATA
+
+
+def test_statfs(mnt):
+    sv = os.statvfs(mnt)
+    assert sv.f_namemax == 255
+    assert sv.f_bavail > 0 and sv.f_files > 0
+
+
+def test_hard_links_are_refused(mnt):
+    with pytest.raises(OSError) as e:
+        os.link(mnt / "hello.txt", mnt / "hello-link")
+    assert e.value.errno == errno.EPERM
+
+
+def test_mounts_lists_it(module_mounts, mnt, tree):
+    r = run_aether(module_mounts.env, "mounts", "--json")
+    items = json.loads(r.stdout)
+    mine = [m for m in items if m["mountpoint"] == str(mnt)]
+    assert len(mine) == 1
+    assert mine[0]["session"] == tree[0] and mine[0]["state"] == "mounted"
+    assert mine[0]["cache_size"] == 2 << 30
+    human = run_aether(module_mounts.env, "mounts").stdout
+    assert str(mnt) in human and tree[0] in human
+
+
+def test_read_only_and_at_checkpoint(mounts, sdk):
+    s = sdk.create_session()
+    sdk.write_file(s.id, "a.txt", b"version 1")
+    ckp = sdk.create_checkpoint(s.id, message="v1")
+    sdk.write_file(s.id, "a.txt", b"version 2")
+    ro = mounts.mount(s.id, "ro", "--read-only")
+    assert (ro / "a.txt").read_text() == "version 2"
+    for attempt in (lambda: (ro / "a.txt").write_text("x"), lambda: (ro / "new").touch(),
+                    lambda: os.mkdir(ro / "d"), lambda: os.unlink(ro / "a.txt")):
+        with pytest.raises(OSError) as e:
+            attempt()
+        assert e.value.errno == errno.EROFS
+    old = mounts.mount(s.id, "at", "--at", ckp.id)
+    assert (old / "a.txt").read_text() == "version 1"
+    assert xattr.getxattr(str(old / "a.txt"), "user.aether.session").decode() == \
+        f"{s.id}@{ckp.id}"
+    with pytest.raises(OSError) as e:
+        (old / "a.txt").write_text("x")
+    assert e.value.errno == errno.EROFS
+    for m in (ro, old):
+        mounts.umount(m)
+        assert not is_mounted(m)
+    assert json.loads(run_aether(mounts.env, "mounts", "--json").stdout) == []
+
+
+def test_mount_errors_are_one_line(mounts, tmp_path):
+    (tmp_path / "m").mkdir()
+    r = run_aether(mounts.env, "mount", "ses_01zzzzzzzzzzzzzzzzzzzzzzzz", str(tmp_path / "m"),
+                   check=False)
+    assert r.returncode == 3, r.stderr
+    assert r.stderr.startswith("error: not_found:")
+    r = run_aether(mounts.env, "umount", str(tmp_path / "m"), check=False)
+    assert r.returncode == 3 and "not mounted" in r.stderr
+    r = run_aether(mounts.env, "mount", "ses_x", str(tmp_path / "missing"), check=False)
+    assert r.returncode == 3 and "not a directory" in r.stderr

@@ -1,0 +1,253 @@
+"""POSIX semantics through a real mount, checked locally and in the daemon."""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+
+import pytest
+import xattr
+
+from aether.errors import NotFound
+
+
+@pytest.fixture(scope="module")
+def session(sdk):
+    return sdk.create_session(name="posix").id
+
+
+@pytest.fixture(scope="module")
+def mnt(module_mounts, session):
+    return module_mounts.mount(session, "posix")
+
+
+@pytest.fixture
+def d(mnt, request):
+    """A fresh directory of the mount for one test, and its session path."""
+    name = request.node.name.replace("[", "_").replace("]", "")
+    path = mnt / name
+    path.mkdir()
+    return path
+
+
+def rel(mnt, p) -> str:
+    return str(p.relative_to(mnt))
+
+
+def daemon_bytes(sdk, session, path: str) -> bytes:
+    return bytes(sdk.read_file(session, path).data)
+
+
+def test_create_write_close_reaches_the_daemon(sdk, session, mnt, d):
+    (d / "a.txt").write_bytes(b"hello")
+    assert daemon_bytes(sdk, session, rel(mnt, d / "a.txt")) == b"hello"
+    assert xattr.getxattr(str(d / "a.txt"), "user.aether.state") == b"clean"
+    assert xattr.getxattr(str(d / "a.txt"), "user.aether.hash").decode() == \
+        sdk.stat(session, rel(mnt, d / "a.txt")).hash
+
+
+def test_open_modes(sdk, session, mnt, d):
+    f = d / "f"
+    f.write_bytes(b"0123456789")
+    with open(f, "r+b") as fh:  # O_RDWR, no truncation
+        fh.seek(3)
+        fh.write(b"abc")
+    assert f.read_bytes() == b"012abc6789"
+    with open(f, "ab") as fh:  # O_APPEND: always at the end, whatever the offset
+        fh.write(b"XY")
+        fh.seek(0)
+        fh.write(b"Z")
+    assert f.read_bytes() == b"012abc6789XYZ"
+    fd = os.open(f, os.O_WRONLY | os.O_TRUNC)
+    os.write(fd, b"new")
+    os.close(fd)
+    assert f.read_bytes() == b"new"
+    assert daemon_bytes(sdk, session, rel(mnt, f)) == b"new"
+    fd = os.open(d / "excl", os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    os.close(fd)
+    with pytest.raises(FileExistsError):
+        os.open(d / "excl", os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    assert stat.S_IMODE(os.stat(d / "excl").st_mode) == 0o600
+
+
+def test_offsets_sparse_and_truncate(sdk, session, mnt, d):
+    f = d / "sparse"
+    fd = os.open(f, os.O_CREAT | os.O_RDWR, 0o644)
+    os.pwrite(fd, b"end", 1 << 20)  # a hole before it
+    os.pwrite(fd, b"start", 0)
+    assert os.fstat(fd).st_size == (1 << 20) + 3
+    assert os.pread(fd, 10, 5) == b"\0" * 10
+    os.ftruncate(fd, 4)  # shrink through the handle
+    assert os.pread(fd, 100, 0) == b"star"
+    os.ftruncate(fd, 8)  # grow: zeros
+    os.fsync(fd)
+    assert daemon_bytes(sdk, session, rel(mnt, f)) == b"star\0\0\0\0"
+    os.close(fd)
+    os.truncate(f, 2)  # by path: no close follows, so it is written back at once
+    assert daemon_bytes(sdk, session, rel(mnt, f)) == b"st"
+    assert os.stat(f).st_size == 2
+
+
+def test_fsync_writes_back_before_close(sdk, session, mnt, d):
+    f = d / "log"
+    with open(f, "wb") as fh:
+        fh.write(b"line 1\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+        assert daemon_bytes(sdk, session, rel(mnt, f)) == b"line 1\n"
+        assert xattr.getxattr(str(f), "user.aether.state") == b"clean"
+        fh.write(b"line 2\n")
+        fh.flush()
+        assert xattr.getxattr(str(f), "user.aether.state") == b"dirty"
+    assert daemon_bytes(sdk, session, rel(mnt, f)) == b"line 1\nline 2\n"
+
+
+def test_large_write_read_roundtrip(sdk, session, mnt, d):
+    data = os.urandom(5 * (1 << 20) + 17)
+    (d / "blob").write_bytes(data)
+    assert (d / "blob").read_bytes() == data
+    assert daemon_bytes(sdk, session, rel(mnt, d / "blob")) == data
+    assert len(sdk.stat(session, rel(mnt, d / "blob")).extents) == 6
+
+
+def test_rename(sdk, session, mnt, d):
+    (d / "x").write_text("x")
+    (d / "y").write_text("y")
+    (d / "sub").mkdir()
+    os.rename(d / "x", d / "y")  # over an existing file
+    assert (d / "y").read_text() == "x" and not (d / "x").exists()
+    os.rename(d / "y", d / "sub" / "z")  # across directories
+    assert sorted(os.listdir(d)) == ["sub"]
+    assert (d / "sub" / "z").read_text() == "x"
+    os.rename(d / "sub", d / "moved")  # a directory, with its content
+    assert (d / "moved" / "z").read_text() == "x"
+    os.mkdir(d / "empty")
+    os.rename(d / "moved", d / "empty")  # a directory over an empty one
+    assert (d / "empty" / "z").read_text() == "x"
+    base = rel(mnt, d)
+    assert sorted(e.path for e in sdk.iter_tree(session, base, recursive=True)) == \
+        [f"{base}/empty", f"{base}/empty/z"]
+    os.mkdir(d / "full")
+    (d / "full" / "f").write_text("f")
+    with pytest.raises(OSError) as e:
+        os.rename(d / "empty", d / "full")
+    assert e.value.errno == errno.ENOTEMPTY
+    with pytest.raises(OSError) as e:
+        os.rename(d / "empty", d / "empty" / "inside")
+    assert e.value.errno == errno.EINVAL
+    with pytest.raises(IsADirectoryError):
+        os.rename(d / "full" / "f", d / "empty")
+
+
+def test_rename_of_a_file_still_being_written(sdk, session, mnt, d):
+    with open(d / "tmp", "wb") as fh:
+        fh.write(b"partial")
+        fh.flush()
+        os.rename(d / "tmp", d / "final")
+        fh.write(b" and more")
+    assert (d / "final").read_bytes() == b"partial and more"
+    assert daemon_bytes(sdk, session, rel(mnt, d / "final")) == b"partial and more"
+
+
+def test_unlink_of_an_open_file(sdk, session, mnt, d):
+    (d / "victim").write_bytes(b"still here")
+    with open(d / "victim", "rb") as fh:
+        os.unlink(d / "victim")
+        assert not (d / "victim").exists()
+        assert fh.read() == b"still here"
+    with pytest.raises(NotFound):
+        sdk.stat(session, rel(mnt, d / "victim"))
+    # written and unlinked while open: readable and writable until closed, never uploaded
+    fh = open(d / "scratch", "w+b")
+    try:
+        fh.write(b"scratch")
+        fh.flush()
+        os.unlink(d / "scratch")
+        fh.write(b" more")
+        fh.flush()
+        fh.seek(0)
+        assert fh.read() == b"scratch more"
+    finally:
+        fh.close()
+    assert os.listdir(d) == []
+
+
+def test_mkdir_rmdir(sdk, session, mnt, d):
+    os.makedirs(d / "a" / "b" / "c")
+    assert sdk.stat(session, rel(mnt, d / "a" / "b" / "c")).kind.name == "DIRECTORY"
+    with pytest.raises(FileExistsError):
+        os.mkdir(d / "a")
+    with pytest.raises(OSError) as e:
+        os.rmdir(d / "a")
+    assert e.value.errno == errno.ENOTEMPTY
+    for p in (d / "a" / "b" / "c", d / "a" / "b", d / "a"):
+        os.rmdir(p)
+    assert not (d / "a").exists()
+    assert os.listdir(d) == []
+    (d / "f").write_text("f")
+    with pytest.raises(NotADirectoryError):
+        os.rmdir(d / "f")
+    with pytest.raises(IsADirectoryError):
+        os.unlink(d)
+
+
+def test_symlinks(sdk, session, mnt, d):
+    (d / "target").write_text("t")
+    os.symlink("target", d / "rel")
+    os.symlink("/etc/hostname", d / "abs")
+    os.symlink("missing", d / "dangling")
+    assert os.readlink(d / "rel") == "target" and (d / "rel").read_text() == "t"
+    assert os.readlink(d / "abs") == "/etc/hostname"
+    assert not (d / "dangling").exists() and (d / "dangling").is_symlink()
+    assert sdk.stat(session, rel(mnt, d / "rel")).symlink_target == "target"
+    os.unlink(d / "rel")
+    assert not (d / "rel").is_symlink()
+
+
+def test_chmod_reaches_the_daemon_and_utimes_is_kept(sdk, session, mnt, d):
+    f = d / "script"
+    f.write_text("#!/bin/sh\n")
+    os.chmod(f, 0o755)
+    assert stat.S_IMODE(os.stat(f).st_mode) == 0o755
+    assert sdk.stat(session, rel(mnt, f)).mode == 0o755
+    os.utime(f, ns=(1_000_000_000, 2_000_000_000))
+    assert os.stat(f).st_mtime_ns == 2_000_000_000
+
+
+def test_many_files_in_one_directory(mnt, d):
+    for i in range(200):
+        (d / f"n{i}").write_text(str(i))
+    assert len(os.listdir(d)) == 200
+    assert (d / "n199").read_text() == "199"
+    for i in range(200):
+        os.unlink(d / f"n{i}")
+    assert os.listdir(d) == []
+
+
+def test_small_change_to_a_large_file_sends_only_the_changed_span(
+        sdk, session, mnt, d, module_mounts):
+    data = bytearray(os.urandom(6 << 20))
+    f = d / "large.bin"
+    f.write_bytes(data)
+    path = rel(mnt, f)
+
+    def requests() -> list[str]:
+        return [line for line in module_mounts.log(mnt).splitlines()
+                if "HTTP Request: P" in line and path in line]
+
+    before = len(requests())
+    with open(f, "r+b") as fh:  # an edit in the middle
+        fh.seek(3 << 20)
+        fh.write(b"EDITED")
+    data[3 << 20:(3 << 20) + 6] = b"EDITED"
+    with open(f, "ab") as fh:  # an append
+        fh.write(b"tail")
+    data += b"tail"
+    assert daemon_bytes(sdk, session, path) == bytes(data)
+    sent = requests()[before:]
+    assert len(sent) == 2 and all("PATCH" in line for line in sent), sent
+    with open(f, "r+b") as fh:  # a shrink: the whole file goes
+        fh.truncate(1 << 20)
+    assert daemon_bytes(sdk, session, path) == bytes(data[:1 << 20])
+    assert "PUT" in requests()[-1]
