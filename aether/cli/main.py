@@ -63,6 +63,7 @@ SECTIONS: dict[str, dict[str, tuple[str, str]]] = {
         "umount": ("aether.cli.mount:umount",
                    "Unmount a session mount (waits for its write-back to finish)."),
         "mounts": ("aether.cli.mount:mounts", "List this machine's session mounts."),
+        "tui": ("tui.app:run", "Open the workspace console (Textual)."),
     },
     "Daemon and setup": {
         "daemon": ("aether.cli.daemon:app",

@@ -1,0 +1,20 @@
+"""Helpers of the TUI tests (imported by name: tests/tui is on sys.path, like
+tests/mount and its mount_helpers)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+SIZE = (80, 24)
+
+
+async def until(pilot, predicate: Callable[[], object], timeout: float = 15.0,
+                what: str = "") -> None:
+    """Let the app run until `predicate()` is true (workers finished, rows shown)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or predicate}")
+        await pilot.pause(0.02)
+    await pilot.pause()

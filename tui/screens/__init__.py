@@ -1,0 +1,1 @@
+"""One module per screen: sessions, session, diff, review, cache."""
