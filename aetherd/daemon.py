@@ -79,6 +79,9 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None) -> None:
         pid_file = config.data_dir / "aetherd.pid"
         pid_file.write_text(f"{os.getpid()}\n")
         stack.callback(lambda: pid_file.unlink(missing_ok=True))
+        # Runs first on the way out: live follows end (with `unavailable`, so
+        # clients resume elsewhere or later) instead of holding the shutdown.
+        stack.callback(daemon.store.hub.close)
         log.info("aetherd ready http=%s grpc=%s data=%s", config.http_address,
                  config.grpc_address, config.data_dir)
         print(f"aetherd ready http={config.http_address} grpc={config.grpc_address}", flush=True)

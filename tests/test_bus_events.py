@@ -566,3 +566,26 @@ async def test_followers_end_soon_after_their_client_goes_away(channel, md, http
     finally:
         ch.close()
     await wait_streams(http, "grpc", before_grpc, within=2)
+
+
+async def test_stopping_the_daemon_ends_live_follows_with_unavailable(fresh_daemon):
+    """A graceful stop must not wait for followers to leave: each gets an
+    `unavailable` error (so it can resume from its cursor) and the daemon exits."""
+    d = fresh_daemon.start()
+    with d.http() as http:
+        sid = new_session(http)
+    got: list[dict] = []
+    async with httpx.AsyncClient(base_url=d.http_url, headers=d.headers) as client:
+        stream = sse(client, f"/v1/sessions/{sid}/events")
+        async with asyncio.timeout(WAIT):
+            got.append(await anext(stream))  # session.created: the follow is live
+        started = asyncio.get_running_loop().time()
+        stopping = asyncio.get_running_loop().run_in_executor(None, d.stop)
+        async with asyncio.timeout(WAIT):
+            got += [ev async for ev in stream]
+            await stopping
+        took = asyncio.get_running_loop().time() - started
+    assert [ev["event"] for ev in got] == ["session.created", "error"]
+    assert got[-1]["data"]["error"]["code"] == "unavailable"
+    assert d.proc is not None and d.proc.returncode == 0
+    assert took < WAIT  # not the 60 s aiohttp would wait for handlers to finish

@@ -14,12 +14,17 @@ import asyncio
 import threading
 from collections import defaultdict
 
+from aether.errors import Unavailable
+
+SHUTTING_DOWN = "the daemon is shutting down; follow again from your last cursor"
+
 
 class Hub:
     def __init__(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._waiters: dict[str, set[asyncio.Event]] = defaultdict(set)
         self._lock = threading.Lock()
+        self._closed = False
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -35,9 +40,13 @@ class Hub:
             loop.call_soon_threadsafe(ev.set)
 
     async def wait(self, session_id: str, timeout: float) -> None:
-        """Return when the session may have new rows, or after `timeout` seconds."""
+        """Return when the session may have new rows, or after `timeout` seconds.
+        Raises Unavailable once the hub is closed (the daemon is stopping), so
+        live followers end promptly instead of holding up the shutdown."""
         ev = asyncio.Event()
         with self._lock:
+            if self._closed:
+                raise Unavailable(SHUTTING_DOWN)
             self._waiters[session_id].add(ev)
         try:
             await asyncio.wait_for(ev.wait(), timeout)
@@ -48,3 +57,13 @@ class Hub:
                 self._waiters[session_id].discard(ev)
                 if not self._waiters[session_id]:
                     del self._waiters[session_id]
+        if self._closed:
+            raise Unavailable(SHUTTING_DOWN)
+
+    def close(self) -> None:
+        """End every follower: each waiting one wakes and raises Unavailable."""
+        with self._lock:
+            self._closed = True
+            events = [ev for evs in self._waiters.values() for ev in evs]
+        for ev in events:
+            ev.set()  # called on the loop that owns the waiters
