@@ -55,6 +55,8 @@ bench: setup
 	$(BIN)/python bench/fork_checkpoint.py
 	$(BIN)/python bench/import.py
 	$(BIN)/python bench/cli.py
+	$(BIN)/python bench/mount.py
+	$(BIN)/python bench/tui.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -1,9 +1,11 @@
-"""`make run`: a guided tour of AetherFS through the real `aether` command line.
+"""`make run`: a guided tour of AetherFS through the real `aether` command line,
+ending in the TUI (`aether tui`) on the sessions the tour made.
 
 Everything happens in a temporary data directory (AETHER_DATA_DIR), so your own
 sessions are never touched. The first command starts a local daemon through
-the CLI's autostart; the tour ends by stopping that daemon and deleting the
-directory (pass --keep to keep it and the daemon running, to explore further).
+the CLI's autostart. On a terminal the tour then opens the TUI on that daemon
+(ctrl+q leaves it; --no-tui skips it). It ends by stopping the daemon and
+deleting the directory (--keep keeps both, to explore further).
 """
 
 from __future__ import annotations
@@ -97,6 +99,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keep", action="store_true",
                         help="keep the data directory and the daemon running afterwards")
+    parser.add_argument("--no-tui", action="store_true",
+                        help="do not open the TUI at the end (it opens only on a terminal)")
     opts = parser.parse_args()
 
     # Short path: unix socket paths are limited to ~107 bytes.
@@ -150,6 +154,18 @@ def main() -> int:
         archive = data_dir / "demo-experiment.tar.gz"
         tour.run("export", fork, "-o", str(archive))
         print(f"{archive.name}: {archive.stat().st_size} bytes")
+
+        tour.say("Coordinate: a cache entry, a bus message, a review")
+        tour.run("cache", "set", fork, "build/status", "green")
+        tour.run("bus", "publish", fork, "builds", "experiment built in 1.2 s")
+        tour.run("review", "annotate", fork, "app/main.py", "2", "friendlier greeting?")
+        tour.run("review", "request", fork, "-m", "ship the experiment")
+        tour.run("review", "approvals", fork)
+
+        if not opts.no_tui and sys.stdin.isatty() and sys.stdout.isatty():
+            tour.say("The TUI on the same daemon (ctrl+q quits, ? lists the keys)")
+            time.sleep(1.5)
+            subprocess.run([str(AETHER), "tui"], env=env, check=False)
     finally:
         if opts.keep:
             print(f"\nkept: {data_dir} (daemon still running; "
