@@ -338,3 +338,43 @@ def test_fs_patch_deletes_only_the_content_it_saw(env, tmp_path):
     aether(env, "fs", "put", sid, "gone.txt", "-", input=b"one\ntwo\n")
     aether(env, "fs", "patch", sid, "-", input=deletion.encode())
     aether(env, "fs", "stat", sid, "gone.txt", check=3)
+
+
+def test_fs_manifest_and_changes(env):
+    sid = new_session(env)
+    aether(env, "fs", "put", sid, "a.txt", "-", input=b"a\n")
+    aether(env, "fs", "put", sid, "d/b.txt", "-", input=b"bb\n")
+    ckp = out(aether(env, "-q", "checkpoint", "create", sid)).strip()
+    aether(env, "fs", "put", sid, "a.txt", "-", input=b"changed\n")
+    aether(env, "fs", "rm", sid, "d/b.txt")
+    aether(env, "fs", "put", sid, "c.txt", "-", input=b"c\n")
+
+    entries = json.loads(out(aether(env, "--json", "fs", "manifest", sid)))
+    assert {e["path"] for e in entries} == {"a.txt", "c.txt", "d"}
+    assert out(aether(env, "-q", "fs", "manifest", sid, "--at", ckp)).split() == \
+        ["a.txt", "d", "d/b.txt"]
+
+    got = json.loads(out(aether(env, "--json", "fs", "changes", sid, "--since", ckp)))
+    kinds = {c["path"]: c["kind"] for c in got["changes"]}
+    assert kinds == {"a.txt": "CHANGE_KIND_MODIFIED", "c.txt": "CHANGE_KIND_ADDED",
+                     "d/b.txt": "CHANGE_KIND_DELETED"}
+    human = out(aether(env, "fs", "changes", sid, "--since", ckp))
+    assert "M" in human and "a.txt" in human and "2 B -> 8 B" in human
+    assert out(aether(env, "-q", "fs", "changes", sid, "--since", ckp)).split() == \
+        ["a.txt", "c.txt", "d/b.txt"]
+    aether(env, "fs", "changes", sid, "--since", "ckp_nope", check=3)
+
+
+def test_fs_put_at_an_offset(env):
+    sid = new_session(env)
+    aether(env, "fs", "put", sid, "f.bin", "-", input=b"hello world")
+    h = out(aether(env, "-q", "fs", "put", sid, "f.bin", "-", "--offset", "6",
+                   input=b"WORLD!")).strip()
+    assert out(aether(env, "fs", "cat", sid, "f.bin")) == "hello WORLD!"
+    # Conditional on the hash it was given; a stale one is a conflict.
+    aether(env, "fs", "put", sid, "f.bin", "-", "--offset", "0", "--if-match", "0" * 64,
+           input=b"x", check=4)
+    aether(env, "fs", "put", sid, "f.bin", "-", "--offset", "0", "--if-match", h, input=b"J")
+    assert out(aether(env, "fs", "cat", sid, "f.bin")) == "Jello WORLD!"
+    aether(env, "fs", "put", sid, "f.bin", "-", "--offset", "0", "--mode", "0755", input=b"x",
+           check=2)

@@ -84,6 +84,61 @@ def ls(
     ], lambda f: f.path, empty="Empty directory.")
 
 
+@app.command("manifest")
+def manifest(
+    ctx: typer.Context,
+    session: SessionArg,
+    at: AtOpt = "",
+    json_: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Every path of a state with its kind, mode, size and content hash (what a
+    sync compares). --json: the FileInfo list; -q: paths."""
+    out = output(ctx, json_, quiet)
+    out.table(client(ctx).iter_manifest(session, at=at), [
+        fmt.Column("MODE", lambda f: fmt.mode(f.mode, _kind(f))),
+        fmt.Column("SIZE", lambda f: "-" if _kind(f) == "directory" else str(f.size),
+                   justify="right"),
+        fmt.Column("HASH", lambda f: f.hash or "-", style="dim", drop=3),
+        fmt.Column("PATH", lambda f: f.path + ("/" if _kind(f) == "directory" else ""),
+                   wrap=True),
+    ], lambda f: f.path, empty="No files.")
+
+
+@app.command("changes")
+def changes(
+    ctx: typer.Context,
+    session: SessionArg,
+    since: Annotated[str, typer.Option(
+        "--since", metavar="STATE",
+        help="base (default), a checkpoint (ckp_...) or a commit (cmt_...).")] = "",
+    json_: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Paths changed in the working state since base, a checkpoint or a commit
+    (no contents: see `aether diff`). --json: the ListChangesResponse; -q: paths."""
+    out = output(ctx, json_, quiet)
+    got = client(ctx).list_changes(session, since=since)
+    if out.mode == "json":
+        out.json(fmt.to_json(got))
+        return
+    marks = {"added": "A", "modified": "M", "deleted": "D", "type-changed": "T"}
+    out.table(got.changes, [
+        fmt.Column("", lambda c: marks.get(fmt.enum_name(c.kind), "?"), style="bold"),
+        fmt.Column("PATH", lambda c: c.path, wrap=True),
+        fmt.Column("SIZE", lambda c: _size_change(c), justify="right", drop=3),
+    ], lambda c: c.path, empty="No changes.")
+
+
+def _size_change(c: Any) -> str:
+    kind = fmt.enum_name(c.kind)
+    if kind == "added":
+        return fmt.size(c.new_size)
+    if kind == "deleted":
+        return fmt.size(c.old_size)
+    return f"{fmt.size(c.old_size)} -> {fmt.size(c.new_size)}"
+
+
 @app.command("cat")
 def cat(
     ctx: typer.Context,
@@ -119,6 +174,10 @@ def put(
         "! = must not exist).")] = "",
     mode: Annotated[str, typer.Option("--mode", metavar="OCTAL",
                                       help="Permission bits, e.g. 0755.")] = "",
+    offset: Annotated[int | None, typer.Option(
+        "--offset", min=0, metavar="N",
+        help="Write the bytes at byte N inside the file (extending it if needed) instead "
+        "of replacing it; at most 8 MB at a time.", show_default=False)] = None,
     json_: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -127,8 +186,20 @@ def put(
         mode_bits = int(mode, 8) if mode else 0
     except ValueError:
         raise typer.BadParameter(f"{mode!r} is not an octal mode", param_hint="'--mode'") from None
+    if offset is not None and mode:
+        raise typer.BadParameter("--mode goes with a whole-file write, not --offset",
+                                 param_hint="'--mode'")
     out = output(ctx, json_, quiet)
     c = client(ctx)
+    if offset is not None:
+        data = _read_input(out, file, LARGE_UPLOAD + 1)
+        if len(data) > LARGE_UPLOAD:
+            raise typer.BadParameter(f"more than {LARGE_UPLOAD} bytes for one --offset write",
+                                     param_hint="'--offset'")
+        f = c.write_range(session, path, data, offset, if_match=if_match)
+        out.done(f"Wrote {len(data)} B at {offset} of {f.path} ({fmt.size(f.size)}, "
+                 f"{fmt.short(f.hash)}).", f, f.hash)
+        return
     if file == "-":
         if sys.stdin.isatty():
             out.note("Reading the content from stdin; end it with Ctrl-D.")
@@ -137,6 +208,16 @@ def put(
         with open(file, "rb") as fh:
             f = _upload(out, c, session, path, fh, if_match, mode_bits)
     out.done(f"Wrote {f.path} ({fmt.size(f.size)}, {fmt.short(f.hash)}).", f, f.hash)
+
+
+def _read_input(out: fmt.Output, file: str, limit: int) -> bytes:
+    """Up to `limit` bytes of FILE, or of stdin for "-"."""
+    if file == "-":
+        if sys.stdin.isatty():
+            out.note("Reading the content from stdin; end it with Ctrl-D.")
+        return sys.stdin.buffer.read(limit)
+    with open(file, "rb") as fh:
+        return fh.read(limit)
 
 
 # Content up to this size is sent in one piece; bigger content is streamed (never
