@@ -14,8 +14,10 @@ APT_PACKAGES := fuse3 libfuse3-dev pkg-config attr git zsh fish stress-ng fio
 run: setup
 	$(BIN)/python scripts/walkthrough.py
 
+# Test files run in parallel, one file per worker at a time (--dist loadfile):
+# a module's tests share one daemon. `pytest tests/x.py` alone runs serially.
 test: setup proto-check
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --dist loadfile
 
 setup: apt $(STAMP)
 
