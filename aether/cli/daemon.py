@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from aether.cli.options import JsonOpt, QuietOpt, group, output, state
+from aether.procs import pid_alive
 
 if TYPE_CHECKING:
     from aether.client import Target
@@ -63,23 +64,6 @@ def _local_dir(ctx: typer.Context, data_dir: Path | None, action: str) -> Path:
     return target.data_dir
 
 
-def _alive(pid: int) -> bool:
-    """Does the process exist (zombies count as gone)?"""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    except OSError:
-        return True
-    return stat.rpartition(")")[2].split()[:1] not in (["Z"], ["X"])
-
-
 def _cmdline(pid: int) -> list[str] | None:
     try:
         raw = Path(f"/proc/{pid}/cmdline").read_bytes()
@@ -98,7 +82,7 @@ def daemon_pid(data_dir: Path) -> int | None:
             pid = int((data_dir / name).read_text().strip())
         except (OSError, ValueError):
             continue
-        if pid <= 0 or not _alive(pid):
+        if pid <= 0 or not pid_alive(pid):
             continue
         cmd = _cmdline(pid)
         if cmd is None:
@@ -197,7 +181,7 @@ def stop(
         raise from_code("permission_denied",
                         f"not allowed to signal aetherd (pid {pid}) of {d}") from None
     delay = 0.01
-    while _alive(pid):
+    while pid_alive(pid):
         if time.monotonic() - began > timeout:
             from aether.cli.output import fail
 

@@ -16,6 +16,8 @@ import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from aether.procs import pid_alive
+
 
 def state_dir() -> Path:
     env = os.environ.get("AETHER_MOUNT_STATE_DIR")
@@ -100,23 +102,6 @@ class MountState:
     @property
     def alive(self) -> bool:
         return pid_alive(self.pid)
-
-
-def pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie (exited, not reaped yet) is not running any more.
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
 
 
 def for_mountpoint(mountpoint: str | Path) -> MountState | None:
