@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
+import signal
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -14,6 +18,22 @@ from grpclib.client import Channel
 from aetherd.testing import DaemonProcess
 
 DaemonProc = DaemonProcess
+
+# No test may touch the real user's daemon, data or config: the default
+# locations (platformdirs: XDG_DATA_HOME, XDG_CONFIG_HOME) point into a
+# throwaway directory for the whole run, which every `aether` subprocess
+# inherits. A command that autostarts "the local daemon" by mistake starts
+# it there, and pytest_sessionfinish stops it.
+_SANDBOX = Path(tempfile.mkdtemp(prefix="aether-home-", dir="/tmp"))  # short: socket paths
+os.environ["XDG_DATA_HOME"] = str(_SANDBOX / "data")
+os.environ["XDG_CONFIG_HOME"] = str(_SANDBOX / "config")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    for pid_file in _SANDBOX.glob("data/*/aetherd.pid"):
+        with contextlib.suppress(ValueError, OSError):
+            os.kill(int(pid_file.read_text().strip()), signal.SIGTERM)
+    shutil.rmtree(_SANDBOX, ignore_errors=True)
 
 
 def make_daemon(tmp: Path) -> DaemonProc:

@@ -53,7 +53,7 @@ FIRST_ITEM_GRACE_SECONDS = 0.25
 
 # Where a streamed handler leaves its response once prepared, so a request
 # whose client goes away mid-stream is still counted under the status it got.
-STARTED_RESPONSE = "aether.started_response"
+STARTED_RESPONSE = web.RequestKey("aether_started_response", web.StreamResponse)
 
 _UNSAFE_FILENAME = re.compile(r"[^A-Za-z0-9._-]")
 
