@@ -38,17 +38,13 @@ def _help_text(cmd: Any) -> str:
     return "\n".join(line for line in text.splitlines() if line.strip() != "\b").strip()
 
 
-_METAVARS = {"str": "TEXT", "int": "N", "float": "NUMBER"}
-
-
 def _param_name(param: Any) -> str:
     if param.param_type_name == "argument":
         text = param.metavar or param.name.upper()
     else:
         text = ", ".join([*param.opts, *param.secondary_opts])
         if not param.is_flag and not param.count:
-            bare = param.type.name
-            text += f" {param.metavar or _METAVARS.get(bare, bare.upper())}"
+            text += f" {param.metavar or param.type.name.upper()}"  # see main.name_values
     return f"`{text}`".replace("|", "\\|")
 
 
@@ -102,12 +98,14 @@ def _render_command(path: list[str], cmd: Any, depth: int, out: list[str]) -> No
 def render() -> str:
     import typer
 
-    from aether.cli.main import app
+    from aether.cli.main import app, name_values
     from aetherd.cli import app as daemon_app
 
     out: list[str] = []
     _render_command(["aether"], typer.main.get_command(app), 3, out)
-    _render_command(["aetherd"], typer.main.get_command(daemon_app), 3, out)
+    daemon = typer.main.get_command(daemon_app)
+    name_values(daemon)
+    _render_command(["aetherd"], daemon, 3, out)
     return "\n".join(out).rstrip() + "\n"
 
 

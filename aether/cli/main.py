@@ -95,7 +95,21 @@ def load_command(name: str) -> Any:
         obj = single
     cmd = typer.main.get_command(obj)
     cmd.name = name
+    name_values(cmd)
     return cmd
+
+
+# What an option without its own metavar shows for its value (typer would
+# print the Python type, `<str>`).
+_METAVARS = {"str": "TEXT", "int": "N", "float": "NUMBER"}
+
+
+def name_values(cmd: Any) -> None:
+    for param in cmd.params:
+        if param.param_type_name == "option" and not param.is_flag and param.metavar is None:
+            param.metavar = _METAVARS.get(getattr(param.type, "name", ""), None)
+    for sub in getattr(cmd, "commands", {}).values():
+        name_values(sub)
 
 
 class _Group(TyperGroup):
