@@ -111,7 +111,8 @@ class Entry:
     def from_info(cls, info: pb.FileInfo) -> Entry:
         return cls(
             name=info.path.rsplit("/", 1)[-1], kind=_KINDS.get(info.kind, "file"),
-            mode=info.mode & 0o7777, size=info.size, hash=info.hash,
+            # rwx bits only (nosuid as well): no setuid/setgid/sticky from a session
+            mode=info.mode & 0o777, size=info.size, hash=info.hash,
             target=info.symlink_target, mtime_ns=_ns(info.mtime),
         )
 

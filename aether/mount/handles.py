@@ -257,6 +257,8 @@ class Files:
             return None
         if node.span_lo < 0:
             return (size, 0) if size == node.base_size else None
+        if node.span_lo >= node.span_hi:  # a truncate cut below the written span
+            return None
         if size != max(node.base_size, node.span_hi):
             return None
         length = node.span_hi - node.span_lo
@@ -270,60 +272,75 @@ class Files:
         """Send dirty content to the daemon (see the module doc for the rule)."""
         if not node.dirty or node.unlinked or node.kind != FILE:
             return
-        async with node.lock:
-            if not node.dirty or node.unlinked or node.staging is None:
-                return
-            gen = node.data_gen
-            st = node.staging
-            path = self.table.path(node)
-            size = st.size()
-            plan = self._range_plan(node, size)
-            if plan is not None and plan[1] == 0:  # nothing left to send
-                node.dirty = False
-                return
-            if_match = node.hash if node.remote and node.hash else "!"
-            if self.echoes is not None:
-                self.echoes.expect("file.written", path)
-            try:
-                if plan is not None:
-                    off, length = plan
-                    piece = await trio.to_thread.run_sync(_pread_all, st.fd, length, off)
-                    entry = await self.bridge.write_range(path, piece, off, if_match)
-                    self.range_writebacks += 1
+        try:
+            async with node.lock:
+                if not node.dirty or node.unlinked or node.staging is None:
+                    return
+                gen = node.data_gen
+                st = node.staging
+                path = self.table.path(node)
+                size = st.size()
+                plan = self._range_plan(node, size)
+                if plan is not None and plan[1] == 0:  # nothing left to send
+                    node.dirty = False
+                    return
+                if_match = node.hash if node.remote and node.hash else "!"
+                if self.echoes is not None:
+                    self.echoes.expect("file.written", path)
+                try:
+                    if plan is not None:
+                        off, length = plan
+                        piece = await trio.to_thread.run_sync(_pread_all, st.fd, length, off)
+                        entry = await self.bridge.write_range(path, piece, off, if_match)
+                        self.range_writebacks += 1
+                    else:
+                        # small files are read inline: a thread hop costs more than the read
+                        data = st.read_all() if size <= INLINE_READ_MAX else \
+                            await trio.to_thread.run_sync(st.read_all)
+                        entry = await self.bridge.write_file(path, data, if_match, node.mode)
+                except ConflictError as exc:
+                    if self.echoes is not None:
+                        self.echoes.cancel("file.written", path)
+                    # Take the losing content out of the node before any await: a
+                    # write arriving meanwhile must start a new staging file (on the
+                    # daemon's version, once we hold no lock) instead of landing in
+                    # the one that becomes the conflict copy and is then discarded.
+                    node.staging = None
+                    node.dirty = False
+                    try:
+                        data = await trio.to_thread.run_sync(st.read_all)
+                    finally:
+                        st.discard()
+                    await self._conflict(node, path, data, exc)
+                    return
+                except BaseException as exc:
+                    if self.echoes is not None:
+                        self.echoes.cancel("file.written", path)
+                    if isinstance(exc, OSError):
+                        log.warning("write-back of %s failed (%s); its content stays in %s and "
+                                    "is tried again on the next flush, fsync, close or unmount",
+                                    path, exc.strerror or exc, st.path)
+                    raise
+                self.writebacks += 1
+                node.hash = entry.hash
+                node.kernel_hash = entry.hash  # the kernel's pages are what was written
+                node.remote = True
+                if node.data_gen == gen:
+                    node.dirty = False
+                    node.size = entry.size
+                    self._rebase(node, entry.hash, entry.size, node.mode)
+                    if not node.local_times:
+                        node.mtime_ns = entry.mtime_ns or node.mtime_ns
                 else:
-                    # small files are read inline: a thread hop costs more than the read
-                    data = st.read_all() if size <= INLINE_READ_MAX else \
-                        await trio.to_thread.run_sync(st.read_all)
-                    entry = await self.bridge.write_file(path, data, if_match, node.mode)
-            except ConflictError as exc:
-                if self.echoes is not None:
-                    self.echoes.cancel("file.written", path)
-                data = await trio.to_thread.run_sync(st.read_all)
-                await self._conflict(node, path, data, exc)
-                return
-            except BaseException as exc:
-                if self.echoes is not None:
-                    self.echoes.cancel("file.written", path)
-                if isinstance(exc, OSError):
-                    log.warning("write-back of %s failed (%s); its content stays in %s and "
-                                "is tried again on the next flush, fsync, close or unmount",
-                                path, exc.strerror or exc, st.path)
-                raise
-            self.writebacks += 1
-            node.hash = entry.hash
-            node.kernel_hash = entry.hash  # the kernel's pages are what was written
-            node.remote = True
-            if node.data_gen == gen:
-                node.dirty = False
-                node.size = entry.size
-                self._rebase(node, entry.hash, entry.size, node.mode)
-                if not node.local_times:
-                    node.mtime_ns = entry.mtime_ns or node.mtime_ns
-            else:
-                # Written to while uploading: what was sent is the new base; the
-                # span stays (a superset of what is still to send).
-                node.base_hash, node.base_size = entry.hash, entry.size
-                node.base_mode = node.mode
+                    # Written to while uploading: what was sent is the new base; the
+                    # span stays (a superset of what is still to send).
+                    node.base_hash, node.base_size = entry.hash, entry.size
+                    node.base_mode = node.mode
+        finally:
+            # A forget that came while the lock was held could not free the
+            # node (maybe_drop leaves locked nodes alone): free it now.
+            if node.unlinked:
+                self.table.maybe_drop(node)
 
     async def _conflict(self, node: Node, path: str, data: bytes, exc: ConflictError) -> None:
         """Keep the local version as a conflict copy; show the daemon's version."""
@@ -357,11 +374,8 @@ class Files:
                                 atime_ns=t)
         if self.notifier is not None:
             self.notifier.entry(parent.ino, name)
-        # The node now shows the daemon's version (or disappears with it).
-        node.dirty = False
-        if node.staging is not None:
-            node.staging.discard()
-            node.staging = None
+        # The node now shows the daemon's version (or disappears with it); the
+        # caller has already taken the losing content out of it.
         try:
             info = await self.bridge.stat(path)
         except RemoteError as err:

@@ -233,6 +233,9 @@ class InodeTable:
         kernel and closed. Returns True when it was dropped."""
         if node.ino == ROOT_INODE or not node.unlinked or node.lookups or node.opens:
             return False
+        if node._lock is not None and node._lock.locked():
+            return False  # a write-back is reading its staging file; it drops it after
+
         self.nodes.pop(node.ino, None)
         if node.staging is not None:
             node.staging.discard()

@@ -51,7 +51,11 @@ def setup_logging(level: str) -> None:
 
 def fuse_options(cfg: MountConfig, session_id: str, read_only: bool) -> set[str]:
     opts = set(pyfuse3.default_options)  # default_permissions
-    opts |= {f"fsname=aether:{session_id}", "subtype=aether", "default_permissions"}
+    # nosuid, nodev: a session's content comes from whoever may write to it
+    # over the API; it must never become a setuid program or a device node
+    # on this host (other users see the mount through allow_other).
+    opts |= {f"fsname=aether:{session_id}", "subtype=aether", "default_permissions",
+             "nosuid", "nodev"}
     if _allow_other_permitted():
         opts.add("allow_other")
     else:

@@ -79,8 +79,13 @@ def test_a_write_back_after_an_api_delete_keeps_the_local_version(module_mounts,
         fh.write(b"LOCAL")
         fh.flush()
         sdk.delete_file(s, "gone.txt")
-        time.sleep(0.3)  # the delete's event arrives; local changes still win in the mount
+        # Events apply in order: once a later write shows, the delete has been
+        # seen too, and the dirty local file must still be there.
+        sdk.write_file(s, "sentinel.txt", b"after the delete")
+        assert wait_for(lambda: (mnt / "sentinel.txt").exists())[0]
         assert (mnt / "gone.txt").exists()
+    sdk.delete_file(s, "sentinel.txt")
+    assert wait_for(lambda: not (mnt / "sentinel.txt").exists())[0]
     names = sorted(e.path for e in sdk.iter_tree(s, ""))
     assert len(names) == 1 and names[0].startswith("gone.txt.conflict-"), names
     assert bytes(sdk.read_file(s, names[0]).data) == b"LOCALnal"

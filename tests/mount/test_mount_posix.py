@@ -8,6 +8,7 @@ import stat
 
 import pytest
 import xattr
+from mount_helpers import wait_for
 
 from aether.errors import NotFound
 
@@ -109,6 +110,23 @@ def test_large_write_read_roundtrip(sdk, session, mnt, d):
     assert (d / "blob").read_bytes() == data
     assert daemon_bytes(sdk, session, rel(mnt, d / "blob")) == data
     assert len(sdk.stat(session, rel(mnt, d / "blob")).extents) == 6
+
+
+def test_truncate_below_a_write_past_the_end_of_a_large_file(sdk, session, mnt, d):
+    """A large file written past its end, then cut back below that write: the
+    daemon must get exactly the local bytes (once sent as an empty range write
+    that left the daemon's copy longer than the mount's)."""
+    mib = 1 << 20
+    base = os.urandom(5 * mib)
+    (d / "big").write_bytes(base)
+    with open(d / "big", "r+b") as fh:
+        fh.seek(6 * mib)
+        fh.write(b"x" * mib)  # a hole from 5 to 6 MiB, then data to 7 MiB
+        fh.truncate(5 * mib + mib // 2)  # below the write: only part of the hole stays
+    want = base + b"\0" * (mib // 2)
+    assert (d / "big").read_bytes() == want
+    assert sdk.stat(session, rel(mnt, d / "big")).size == len(want)
+    assert daemon_bytes(sdk, session, rel(mnt, d / "big")) == want
 
 
 def test_rename(sdk, session, mnt, d):
@@ -251,3 +269,18 @@ def test_small_change_to_a_large_file_sends_only_the_changed_span(
         fh.truncate(1 << 20)
     assert daemon_bytes(sdk, session, path) == bytes(data[:1 << 20])
     assert "PUT" in requests()[-1]
+
+
+def test_no_setuid_or_devices_from_a_session(sdk, session, mnt, d):
+    """Whoever can write to a session over the API must not get a setuid
+    program onto this host: modes lose their setuid/setgid/sticky bits, and the
+    mount itself is nosuid,nodev."""
+    path = rel(mnt, d / "suid")
+    sdk.write_file(session, path, b"#!/bin/sh\n", mode=0o4755)
+    sdk.write_file(session, rel(mnt, d / "sgid"), b"x", mode=0o2775)
+    assert wait_for(lambda: (d / "sgid").exists())[0]
+    assert stat.S_IMODE(os.stat(d / "suid").st_mode) == 0o755
+    assert stat.S_IMODE(os.stat(d / "sgid").st_mode) == 0o775
+    options = next(line.split()[3] for line in open("/proc/mounts")
+                   if line.split()[1] == str(mnt)).split(",")
+    assert "nosuid" in options and "nodev" in options

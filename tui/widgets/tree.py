@@ -43,12 +43,17 @@ class LazyTree(Tree[Entry]):
         # (tests and bench/tui.py wait on these).
         self.loaded_paths: set[str] = set()
         self.complete_paths: set[str] = set()
+        # Bumped by reload: a listing started before it must not add its page
+        # to the new tree.
+        self.generation = 0
 
     def on_mount(self) -> None:
         self.root.expand()
 
     def reload(self) -> None:
         """Forget every listing and list the root again (after a restore)."""
+        self.workers.cancel_group(self, "tree")
+        self.generation += 1
         self.loaded_paths.clear()
         self.complete_paths.clear()
         self.root.remove_children()
@@ -78,6 +83,7 @@ class LazyTree(Tree[Entry]):
     async def _load(self, node: TreeNode[Entry], page_token: str = "") -> None:
         entry = node.data
         assert entry is not None
+        generation = self.generation
         backend = await self.app.backend()  # type: ignore[attr-defined]
         try:
             page, next_token = await backend.children(
@@ -86,6 +92,8 @@ class LazyTree(Tree[Entry]):
             if not page_token:
                 entry.loaded = False  # let the next expansion try again
             raise
+        if generation != self.generation:
+            return  # the tree was reloaded meanwhile
         for info in (e for e in page if e.kind == pb.EntryKind.DIRECTORY):
             node.add(Text(info.path.rpartition("/")[2] + "/", style="bold"),
                      data=Entry(info.path, True), allow_expand=True)
