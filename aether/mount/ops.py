@@ -314,6 +314,7 @@ class Operations(pyfuse3.Operations):
         except BaseException:
             self.echoes.cancel("dir.created", path)
             raise
+        self.table.make_room(parent, n)
         node = self.table.new_node(parent, n, DIR, mode=(mode & 0o7777) or e.mode, children={},
                                    **self._new_attrs(ctx))
         node.lookups += 1
@@ -377,6 +378,7 @@ class Operations(pyfuse3.Operations):
         except BaseException:
             self.echoes.cancel("symlink.created", path)
             raise
+        self.table.make_room(parent, n)
         node = self.table.new_node(parent, n, SYMLINK, mode=0o777, target=tgt,
                                    size=len(target), **self._new_attrs(ctx))
         node.lookups += 1
@@ -434,7 +436,9 @@ class Operations(pyfuse3.Operations):
                 dst.dirty = False
                 self.table.detach(dst)
                 self.table.maybe_drop(dst)
-            self.table.move(src, dst_parent, new)
+            self.table.detach(src)
+            self.table.make_room(dst_parent, new)
+            self.table.attach(src, dst_parent, new)
             src.ctime_ns = now_ns()
 
     @_handler
