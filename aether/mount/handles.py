@@ -309,9 +309,16 @@ class Files:
                     node.dirty = False
                     try:
                         data = await trio.to_thread.run_sync(st.read_all)
-                    finally:
-                        st.discard()
-                    await self._conflict(node, path, data, exc)
+                        await self._conflict(node, path, data, exc)
+                    except BaseException:
+                        # Never lose it: the staging file stays on disk, and the
+                        # next mount with this cache directory moves it to
+                        # lost+found (cache.py).
+                        st.close()
+                        log.error("could not save the losing version of %s as a conflict "
+                                  "copy; it is kept in %s", path, st.path)
+                        raise
+                    st.discard()
                     return
                 except BaseException as exc:
                     if self.echoes is not None:
