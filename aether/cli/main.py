@@ -1,16 +1,17 @@
 """`aether`: the AetherFS command line.
 
-One module per command group (added with `add_typer`), shared option aliases in
-`options`, one output helper in `output`. Known errors become one line on
-stderr and an exit code:
+One module per command group (listed in SECTIONS below), shared option
+aliases in `options`, one output helper in `output`. Known errors become one
+line on stderr and an exit code:
 
     0 ok · 1 error · 2 usage · 3 not_found · 4 conflict/already_exists
-    5 permission_denied/unauthenticated
+    5 permission_denied/unauthenticated · 130 interrupted (Ctrl-C)
 
 Cold start matters (scripts call `aether` in loops): command modules are
 imported only when their command runs (`COMMANDS` below), help is plain click
-formatting (rich costs ~120 ms to import), and heavy imports (httpx, rich, the
-generated messages) happen inside commands.
+formatting (rich costs ~120 ms to import), heavy imports (httpx, rich, the
+generated messages) happen inside commands, and `startup.py` keeps optional
+packages the client does not use out of the process.
 """
 
 from __future__ import annotations
