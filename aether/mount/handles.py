@@ -50,6 +50,11 @@ class Staging:
     def __init__(self, path: str, fd: int) -> None:
         self.path = path
         self.fd = fd
+        # The content hash of what the file holds, when known (copied from a
+        # blob, or just written back); "" once written to. Only a known hash
+        # may file it in the content-addressed cache (never the node's hash,
+        # which a refresh may have moved on).
+        self.content_hash = ""
 
     @classmethod
     def empty(cls, directory: Path, ino: int) -> Staging:
@@ -197,9 +202,14 @@ class Files:
             if node.staging is not None:
                 return node.staging
             st = Staging.empty(self.cache.staging_dir, node.ino)
+            copied = EMPTY_HASH  # the hash of what `st` holds
             try:
                 if keep_content and node.size > 0:
                     fd = await self.blob_fd(node)
+                    # blob_fd opened the cache file of node.hash without an await
+                    # since: this is the hash of the bytes copied below, even if
+                    # a refresh moves node.hash on during the copy.
+                    copied = node.hash or EMPTY_HASH
                     if fd is not None:
                         try:
                             await trio.to_thread.run_sync(_copy_fd, fd, st.fd)
@@ -209,6 +219,8 @@ class Files:
                 st.discard()
                 raise
             node.staging = st
+            if keep_content:
+                st.content_hash = copied
             self._rebase(node, node.hash if keep_content else "", node.size, node.mode)
             if not keep_content:
                 node.shrunk = True
@@ -220,6 +232,8 @@ class Files:
         node.span_lo, node.span_hi, node.shrunk = -1, 0, False
 
     def _changed(self, node: Node, size: int) -> None:
+        if node.staging is not None:
+            node.staging.content_hash = ""
         node.size = size
         node.dirty = True
         node.data_gen += 1
@@ -333,6 +347,7 @@ class Files:
                 node.kernel_hash = entry.hash  # the kernel's pages are what was written
                 node.remote = True
                 if node.data_gen == gen:
+                    st.content_hash = entry.hash
                     node.dirty = False
                     node.size = entry.size
                     self._rebase(node, entry.hash, entry.size, node.mode)
@@ -434,14 +449,14 @@ class Files:
             self.table.maybe_drop(node)
 
     def _promote(self, node: Node) -> None:
-        """A clean staging file becomes the cache entry of its hash."""
+        """A clean staging file becomes the cache entry of its content's hash."""
         st = node.staging
         assert st is not None
         node.staging = None
         st.close()
-        if node.hash and node.hash != EMPTY_HASH:
+        if st.content_hash and st.content_hash != EMPTY_HASH:
             try:
-                self.cache.insert(st.path, node.hash)
+                self.cache.insert(st.path, st.content_hash)
                 return
             except OSError as exc:
                 log.debug("could not keep %s in the cache: %s", st.path, exc)
