@@ -13,7 +13,8 @@ from typing import Annotated, Any
 import typer
 
 from aether.cli import output as fmt
-from aether.cli.coord import parse_ttl, preview, read_text, read_value
+from aether.cli.coord import parse_ttl, preview, read_value
+from aether.cli.inputs import read_text
 from aether.cli.options import JsonOpt, QuietOpt, SessionArg, YesOpt, client, group, output
 
 app = group("The knowledge cache of a session: versioned keys with bytes, TTLs and "
@@ -279,12 +280,12 @@ KeysFileOpt = Annotated[str | None, typer.Option(
     show_default=False)]
 
 
-def _keys(args: list[str] | None, file: str | None) -> list[str]:
+def _keys(args: list[str] | None, file: str | None, out: fmt.Output) -> list[str]:
     import json
 
     keys = list(args or [])
     if file is not None:
-        text = read_text(file)
+        text = read_text(file, "keys", out)
         parsed: Any = None
         if text.lstrip().startswith("["):
             try:
@@ -312,8 +313,8 @@ def batch_get(
     """Get many keys. People see a table (missing keys on stderr); --json prints
     the CacheBatchGetResponse: {"entries": [{"metadata": {...}, "value": BASE64}],
     "missing": [KEY...]}; -q the keys found."""
-    wanted = _keys(keys, file)
     out = output(ctx, json_, quiet)
+    wanted = _keys(keys, file, out)
     r = client(ctx).cache_batch_get(session, wanted)
     if out.mode == "json":
         out.json(fmt.to_json(r))
@@ -420,9 +421,7 @@ def batch_set(
         raise typer.BadParameter("want auto, object or lines", param_hint="'--format'")
     ttl_seconds = parse_ttl(ttl)
     out = output(ctx, json_, quiet)
-    if file == "-" and sys.stdin.isatty():
-        out.note("Reading the items from stdin; end them with Ctrl-D.")
-    items = _items(read_text(file), fmt_name, ttl_seconds, content_type)
+    items = _items(read_text(file, "items", out), fmt_name, ttl_seconds, content_type)
     if not items:
         raise typer.BadParameter("no items in the input")
     r = client(ctx).cache_batch_set(session, items)
@@ -444,8 +443,8 @@ def batch_rm(
     quiet: QuietOpt = False,
 ) -> None:
     """Delete many keys (missing ones are not an error). --json: {"deleted": "N"}; -q: N."""
-    wanted = _keys(keys, file)
     out = output(ctx, json_, quiet)
+    wanted = _keys(keys, file, out)
     r = client(ctx).cache_batch_delete(session, wanted)
     n = r.deleted
     out.done(f"Deleted {n} key{'s' if n != 1 else ''}.", r, str(n))

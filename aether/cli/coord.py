@@ -19,6 +19,7 @@ from typing import Any
 import typer
 
 from aether.cli import output as fmt
+from aether.cli.inputs import read_input
 
 # Ctrl-C ends a follow: the shell's convention for "killed by SIGINT".
 EXIT_INTERRUPTED = 130
@@ -32,20 +33,7 @@ def read_value(value: str | None, file: str | None, out: fmt.Output,
         raise typer.BadParameter(f"give {what} or --file, not both", param_hint="'--file'")
     if value is not None and value != "-":
         return value.encode("utf-8")
-    if file is not None and file != "-":
-        with open(file, "rb") as fh:
-            return fh.read()
-    if sys.stdin.isatty():
-        out.note("Reading the value from stdin; end it with Ctrl-D.")
-    return sys.stdin.buffer.read()
-
-
-def read_text(source: str) -> str:
-    """A whole file, or stdin for "-", as text."""
-    if source == "-":
-        return sys.stdin.read()
-    with open(source, encoding="utf-8") as fh:
-        return fh.read()
+    return read_input(file if file is not None else "-", "value", out)
 
 
 _DURATION = re.compile(r"(\d+)([smhd])")

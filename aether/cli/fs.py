@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from aether.cli import output as fmt
+from aether.cli.inputs import read_input, stdin_hint
 from aether.cli.options import (
     AtOpt,
     JsonOpt,
@@ -192,7 +193,7 @@ def put(
     out = output(ctx, json_, quiet)
     c = client(ctx)
     if offset is not None:
-        data = _read_input(out, file, LARGE_UPLOAD + 1)
+        data = read_input(file, "content", out, LARGE_UPLOAD + 1)
         if len(data) > LARGE_UPLOAD:
             raise typer.BadParameter(f"more than {LARGE_UPLOAD} bytes for one --offset write",
                                      param_hint="'--offset'")
@@ -201,23 +202,12 @@ def put(
                  f"{fmt.short(f.hash)}).", f, f.hash)
         return
     if file == "-":
-        if sys.stdin.isatty():
-            out.note("Reading the content from stdin; end it with Ctrl-D.")
+        stdin_hint(out, "content")
         f = _upload(out, c, session, path, sys.stdin.buffer, if_match, mode_bits)
     else:
         with open(file, "rb") as fh:
             f = _upload(out, c, session, path, fh, if_match, mode_bits)
     out.done(f"Wrote {f.path} ({fmt.size(f.size)}, {fmt.short(f.hash)}).", f, f.hash)
-
-
-def _read_input(out: fmt.Output, file: str, limit: int) -> bytes:
-    """Up to `limit` bytes of FILE, or of stdin for "-"."""
-    if file == "-":
-        if sys.stdin.isatty():
-            out.note("Reading the content from stdin; end it with Ctrl-D.")
-        return sys.stdin.buffer.read(limit)
-    with open(file, "rb") as fh:
-        return fh.read(limit)
 
 
 # Content up to this size is sent in one piece; bigger content is streamed (never
@@ -422,13 +412,7 @@ def patch(
     before it stay patched. -q prints the paths.
     """
     out = output(ctx, json_, quiet)
-    if patch_file == "-":
-        if sys.stdin.isatty():
-            out.note("Reading the diff from stdin; end it with Ctrl-D.")
-        raw = sys.stdin.buffer.read()
-    else:
-        with open(patch_file, "rb") as fh:
-            raw = fh.read()
+    raw = read_input(patch_file, "diff", out)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:

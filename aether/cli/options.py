@@ -76,13 +76,13 @@ MessageOpt = Annotated[str, typer.Option("--message", "-m", help="A message.")]
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
 
 
-def parse_labels(values: list[str] | None) -> dict[str, str]:
+def parse_labels(values: list[str] | None, param_hint: str = "'--label'") -> dict[str, str]:
     """['k=v', ...] -> {'k': 'v'}; anything else is a usage error."""
     out: dict[str, str] = {}
     for value in values or []:
         key, sep, val = value.partition("=")
         if not sep or not key:
-            raise typer.BadParameter(f"{value!r} is not KEY=VALUE", param_hint="'--label'")
+            raise typer.BadParameter(f"{value!r} is not KEY=VALUE", param_hint=param_hint)
         out[key] = val
     return out
 

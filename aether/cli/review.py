@@ -8,12 +8,12 @@ commits only with an approval of its current state.
 from __future__ import annotations
 
 import getpass
-import sys
 from typing import Annotated, Any
 
 import typer
 
 from aether.cli import output as fmt
+from aether.cli.inputs import read_text
 from aether.cli.options import JsonOpt, QuietOpt, SessionArg, client, group, output
 
 app = group("Review a session: comments, annotations, approvals.")
@@ -30,11 +30,7 @@ def _me() -> str:
 
 def _text(value: str, what: str) -> str:
     """A body/reason argument; - reads it from stdin."""
-    if value != "-":
-        return value
-    if sys.stdin.isatty():
-        sys.stderr.write(f"Reading the {what} from stdin; end it with Ctrl-D.\n")
-    return sys.stdin.read()
+    return value if value != "-" else read_text("-", what, None)
 
 
 def _first_line(text: str, width: int = 0) -> str:

@@ -264,12 +264,7 @@ def label_(
 
     The labels are read, changed and written back whole: of two changes made
     at the same moment, the later one wins."""
-    set_ = {}
-    for value in pairs or []:
-        key, sep, val = value.partition("=")
-        if not sep or not key:
-            raise typer.BadParameter(f"{value!r} is not KEY=VALUE", param_hint="'KEY=VALUE'")
-        set_[key] = val
+    set_ = parse_labels(pairs, param_hint="'KEY=VALUE'")
     both = sorted(set(set_) & set(rm or []))
     if both:
         raise typer.BadParameter(f"both set and removed: {', '.join(both)}", param_hint="'--rm'")
