@@ -9,13 +9,14 @@ line on stderr and an exit code:
 
 Cold start matters (scripts call `aether` in loops): command modules are
 imported only when their command runs (`COMMANDS` below), help is plain click
-formatting (rich costs ~120 ms to import), heavy imports (httpx, rich, the
-generated messages) happen inside commands, and `startup.py` keeps optional
-packages the client does not use out of the process.
+formatting (rich costs ~120 ms to import), and heavy imports (rich, the
+generated messages) happen inside commands, when needed. The blocking client
+is built on the standard library's http.client (aether/client/wire.py).
 """
 
 from __future__ import annotations
 
+import copy
 import errno
 import importlib
 from typing import Annotated, Any
@@ -85,19 +86,36 @@ COMMANDS: dict[str, tuple[str, str]] = {
     name: entry for section in SECTIONS.values() for name, entry in section.items()}
 
 
-def load_command(name: str) -> Any:
-    """The click command behind COMMANDS[name], importing its module now."""
+def load_command(name: str, sub: str | None = None) -> Any:
+    """The click command behind COMMANDS[name], importing its module now. For
+    a group, `sub` names the subcommand about to run (if known): only that one
+    is converted, since typer evaluates every parameter annotation of every
+    command of a group it converts (~20 ms for `session`)."""
     target, _help = COMMANDS[name]
     module_name, _, attr = target.partition(":")
     obj = getattr(importlib.import_module(module_name), attr)
-    if not isinstance(obj, typer.Typer):
+    if isinstance(obj, typer.Typer):
+        cmd = typer.main.get_group(obj if sub is None else _only(obj, sub))
+    else:
         single = group("")
         single.command(name)(obj)
-        obj = single
-    cmd = typer.main.get_command(obj)
+        cmd = typer.main.get_command(single)
     cmd.name = name
     name_values(cmd)
     return cmd
+
+
+def _only(app: typer.Typer, sub: str) -> typer.Typer:
+    """`app` with `sub` as its only command (or subgroup); `app` itself when it
+    has no such command, so that click reports the error with every name."""
+    commands = [c for c in app.registered_commands
+                if (c.name or typer.main.get_command_name(c.callback.__name__)) == sub]
+    groups = [g for g in app.registered_groups if g.name == sub]
+    if not commands and not groups:
+        return app
+    lean = copy.copy(app)
+    lean.registered_commands, lean.registered_groups = commands, groups
+    return lean
 
 
 # What an option without its own metavar shows for its value (typer would
@@ -120,9 +138,15 @@ class _Group(TyperGroup):
     def list_commands(self, ctx: Any) -> list[str]:
         return [*COMMANDS, *(n for n in super().list_commands(ctx) if n not in COMMANDS)]
 
+    _next: str | None = None  # the word after the command, when it names a subcommand
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        self._next = args[1] if len(args) > 1 and not args[1].startswith("-") else None
+        return super().resolve_command(ctx, args)
+
     def get_command(self, ctx: Any, cmd_name: str) -> Any:
         if cmd_name in COMMANDS:
-            return load_command(cmd_name)
+            return load_command(cmd_name, self._next)
         return super().get_command(ctx, cmd_name)
 
     def format_commands(self, ctx: Any, formatter: Any) -> None:
@@ -201,10 +225,7 @@ def _root(
     version: Annotated[bool, typer.Option(
         "--version", callback=_version, is_eager=True, help="Show the version and exit.")] = False,
 ) -> None:
-    from aether.cli.startup import ASYNC_COMMANDS
-
-    ctx.obj = AppState(server=server, token=token, json=json_, quiet=quiet, profile=profile,
-                       lean_imports=ctx.invoked_subcommand not in ASYNC_COMMANDS)
+    ctx.obj = AppState(server=server, token=token, json=json_, quiet=quiet, profile=profile)
 
 
 

@@ -97,9 +97,6 @@ class AppState:
     json: bool = False
     quiet: bool = False
     profile: str | None = None
-    # Import the client without optional packages it does not use (startup.py);
-    # off for commands that run their own event loop.
-    lean_imports: bool = True
     _client: Any = field(default=None, repr=False)
 
     def target(self) -> Target:
@@ -111,10 +108,6 @@ class AppState:
     def client(self) -> Client:
         """The SDK client, connected (and the local daemon started) on first use."""
         if self._client is None:
-            if self.lean_imports:
-                from aether.cli.startup import import_client_lean
-
-                import_client_lean()
             from aether.client import connect
 
             with config_errors():

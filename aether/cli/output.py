@@ -164,8 +164,13 @@ class Output:
         if self.console.is_terminal:
             self.console.print(renderable)
             return
+        from rich.measure import Measurement
+
+        # Rendered at its natural width: at the console's (100,000 columns),
+        # rich pads every line to it, which took ~50 ms for a 20-row table.
+        width = Measurement.get(self.console, self.console.options, renderable).maximum
         with self.console.capture() as captured:
-            self.console.print(renderable)
+            self.console.print(renderable, width=max(width, 1))
         lines = captured.get().splitlines()
         sys.stdout.write("".join(line.rstrip() + "\n" for line in lines))
         sys.stdout.flush()

@@ -28,29 +28,22 @@ from typing import TYPE_CHECKING, Any
 # is the function, not the submodule of the same name.
 from aether.client.connect import Target, aconnect, connect, ensure_local_daemon, resolve
 
-# Loaded on first use: the clients pull in httpx and the generated messages,
-# which the light parts of this package (connect.resolve, config) and the
-# CLI's start-up do not need.
+# Loaded on first use: the async client pulls in httpx, which the blocking
+# one (and so the CLI's start-up) does without.
 _LAZY = {
     "Operations": "aether.client._base",
-    "AsyncByteStream": "aether.client._client",
-    "AsyncClient": "aether.client._client",
-    "AsyncFollowStream": "aether.client._client",
+    "AsyncByteStream": "aether.client._async",
+    "AsyncClient": "aether.client._async",
+    "AsyncFollowStream": "aether.client._async",
     "ByteStream": "aether.client._client",
     "Client": "aether.client._client",
     "FollowStream": "aether.client._client",
 }
 
 if TYPE_CHECKING:
+    from aether.client._async import AsyncByteStream, AsyncClient, AsyncFollowStream
     from aether.client._base import Operations
-    from aether.client._client import (
-        AsyncByteStream,
-        AsyncClient,
-        AsyncFollowStream,
-        ByteStream,
-        Client,
-        FollowStream,
-    )
+    from aether.client._client import ByteStream, Client, FollowStream
 
 
 def __getattr__(name: str) -> Any:

@@ -15,30 +15,45 @@ from __future__ import annotations
 import json as _json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 from urllib.parse import quote
-
-import betterproto2
-import httpx
 
 from aether import pb
 from aether.errors import CODES, AetherError, from_code
 
-# Archive formats, by the names the HTTP API and the CLI use.
-FORMAT_NAMES: dict[str, pb.ArchiveFormat] = {
-    "tar": pb.ArchiveFormat.TAR,
-    "tar.gz": pb.ArchiveFormat.TAR_GZ,
-    "zip": pb.ArchiveFormat.ZIP,
+if TYPE_CHECKING:
+    from email.message import Message
+
+
+class Response(Protocol):
+    """What this module reads of an answer: the part of its interface that
+    Response (AsyncClient) and aether.client.wire.Response (Client) share."""
+
+    status_code: int
+    reason_phrase: str
+    headers: Message | Mapping[str, str]
+    is_closed: bool
+
+    @property
+    def content(self) -> bytes: ...
+    @property
+    def text(self) -> str: ...
+    def json(self) -> Any: ...
+
+# Archive formats: the names the HTTP API and the CLI use -> ArchiveFormat
+# member names. Members are looked up when needed: aether.pb loads lazily.
+FORMAT_NAMES: dict[str, str] = {"tar": "TAR", "tar.gz": "TAR_GZ", "zip": "ZIP"}
+_FORMAT_CONTENT_TYPES: dict[str, str] = {
+    "TAR": "application/x-tar",
+    "TAR_GZ": "application/gzip",
+    "ZIP": "application/zip",
 }
-_FORMAT_CONTENT_TYPES: dict[pb.ArchiveFormat, str] = {
-    pb.ArchiveFormat.TAR: "application/x-tar",
-    pb.ArchiveFormat.TAR_GZ: "application/gzip",
-    pb.ArchiveFormat.ZIP: "application/zip",
-}
-_STATE_NAMES: dict[str, pb.SessionState] = {
-    "active": pb.SessionState.ACTIVE,
-    "archived": pb.SessionState.ARCHIVED,
-}
+_STATE_NAMES: dict[str, str] = {"active": "ACTIVE", "archived": "ARCHIVED"}
+
+
+def _content_type(fmt: pb.ArchiveFormat) -> str:
+    """The content type naming `fmt` (octet-stream: the daemon detects it)."""
+    return _FORMAT_CONTENT_TYPES.get(fmt.name or "", "application/octet-stream")
 
 
 def archive_format(value: str | pb.ArchiveFormat | None) -> pb.ArchiveFormat:
@@ -51,7 +66,7 @@ def archive_format(value: str | pb.ArchiveFormat | None) -> pb.ArchiveFormat:
     if name == "tgz":
         name = "tar.gz"
     try:
-        return FORMAT_NAMES[name]
+        return pb.ArchiveFormat[FORMAT_NAMES[name]]
     except KeyError:
         raise from_code(
             "invalid_argument", f"unknown archive format {value!r}: want tar, tar.gz or zip"
@@ -59,8 +74,8 @@ def archive_format(value: str | pb.ArchiveFormat | None) -> pb.ArchiveFormat:
 
 
 def format_name(value: pb.ArchiveFormat) -> str:
-    for name, fmt in FORMAT_NAMES.items():
-        if fmt == value:
+    for name, member in FORMAT_NAMES.items():
+        if member == value.name:
             return name
     return ""
 
@@ -71,7 +86,7 @@ def session_state(value: str | pb.SessionState | None) -> pb.SessionState:
     if isinstance(value, pb.SessionState):
         return value
     try:
-        return _STATE_NAMES[value.lower()]
+        return pb.SessionState[_STATE_NAMES[value.lower()]]
     except KeyError:
         raise from_code(
             "invalid_argument", f"unknown session state {value!r}: want active or archived"
@@ -137,12 +152,10 @@ def query(**params: Any) -> Query:
             out.extend((name, f"{k}={v}") for k, v in value.items())
         elif isinstance(value, list | tuple | set | frozenset):
             out.extend((name, str(v)) for v in value)
-        elif isinstance(value, pb.ArchiveFormat):
-            if value != pb.ArchiveFormat.UNSPECIFIED:
-                out.append((name, format_name(value)))
-        elif hasattr(value, "proto_name"):  # any other proto enum
+        elif hasattr(value, "proto_name"):  # a proto enum (never 0: the default)
             if int(value) != 0:
-                out.append((name, value.proto_name))
+                is_format = isinstance(value, pb.ArchiveFormat)
+                out.append((name, format_name(value) if is_format else value.proto_name))
         elif value is True:
             out.append((name, "true"))
         elif isinstance(value, int):
@@ -159,7 +172,9 @@ def query(**params: Any) -> Query:
 @dataclass
 class Call:
     """One HTTP exchange, fully described. `decode` turns a successful answer into
-    the result; by default the body is parsed as the proto3 JSON of `response`."""
+    the result; by default the body is parsed as the proto3 JSON of the message
+    named `response` (a name, resolved in aether.pb only when an answer is
+    decoded into a message: `Client.as_json()` never loads the classes)."""
 
     method: str
     path: str
@@ -167,28 +182,31 @@ class Call:
     json: dict[str, Any] | None = None
     content: bytes | Iterable[bytes] | None = None
     headers: dict[str, str] = field(default_factory=dict)
-    response: type | None = None
-    decode: Callable[[httpx.Response], Any] | None = None
+    response: str | None = None
+    decode: Callable[[Response], Any] | None = None
 
-    def result(self, resp: httpx.Response) -> Any:
+    def message_class(self) -> Any:
+        return getattr(pb, self.response) if self.response else None
+
+    def result(self, resp: Response) -> Any:
         if self.decode is not None:
             return self.decode(resp)
         if self.response is None:
             return None
-        return parse_message(self.response, resp)
+        return self.message_class().from_dict(json_body(resp, self.path),
+                                              ignore_unknown_fields=True)
 
 
-def parse_message(cls: type, resp: httpx.Response) -> Any:
+def json_body(resp: Response, path: str = "") -> Any:
+    """The answer's JSON ({} for an empty body)."""
     try:
-        data = resp.json() if resp.content else {}
+        return resp.json() if resp.content else {}
     except ValueError:
-        raise from_code(
-            "internal", f"the server answered {resp.request.url.path} with non-JSON content"
-        ) from None
-    return cls.from_dict(data, ignore_unknown_fields=True)
+        where = path or getattr(resp, "path", "") or "a request"
+        raise from_code("internal", f"the server answered {where} with non-JSON content") from None
 
 
-def raise_for_error(resp: httpx.Response) -> None:
+def raise_for_error(resp: Response) -> None:
     """Turn an error answer into the typed AetherError the daemon raised."""
     if resp.status_code < 400:
         return
@@ -197,7 +215,7 @@ def raise_for_error(resp: httpx.Response) -> None:
     raise error_from_response(resp)
 
 
-async def araise_for_error(resp: httpx.Response) -> None:
+async def araise_for_error(resp: Response) -> None:
     if resp.status_code < 400:
         return
     if not resp.is_closed:
@@ -205,7 +223,7 @@ async def araise_for_error(resp: httpx.Response) -> None:
     raise error_from_response(resp)
 
 
-def error_from_response(resp: httpx.Response) -> AetherError:
+def error_from_response(resp: Response) -> AetherError:
     detail: Any = None
     try:
         detail = _json.loads(resp.content).get("error")
@@ -230,24 +248,24 @@ def _code_for_status(status: int) -> str:
     return "unavailable" if status in (502, 504) else "internal"
 
 
-def transport_error(exc: httpx.HTTPError, where: str) -> AetherError:
-    if isinstance(exc, httpx.TimeoutException):
+def transport_error(kind: str, exc: BaseException, where: str) -> AetherError:
+    """No usable answer from the daemon, as `unavailable`. `kind` is how the
+    client's HTTP layer classed the failure: "connect", "timeout" or "broken"."""
+    if kind == "timeout":
         return from_code("unavailable", f"timed out talking to aetherd at {where}")
-    if isinstance(exc, httpx.ConnectError):
+    if kind == "connect":
         return from_code("unavailable", f"cannot reach aetherd at {where}: {exc}")
-    if isinstance(exc, httpx.RemoteProtocolError):  # e.g. an export cut off mid-stream
-        return from_code("unavailable", f"the connection to aetherd at {where} broke: {exc}")
-    return from_code("unavailable", f"talking to aetherd at {where}: {exc}")
+    return from_code("unavailable", f"the connection to aetherd at {where} broke: {exc}")
 
 
-def _etag(resp: httpx.Response) -> str:
+def _etag(resp: Response) -> str:
     tag = resp.headers.get("etag", "")
     if tag.startswith("W/"):
         tag = tag[2:]
     return tag.strip('"')
 
 
-def _read_file_result(resp: httpx.Response) -> pb.ReadFileResponse:
+def _read_file_result(resp: Response) -> pb.ReadFileResponse:
     size = len(resp.content)
     total = resp.headers.get("x-aether-size", "")
     if not total.isdigit():  # a plain HTTP server: Content-Range "bytes a-b/total"
@@ -312,7 +330,7 @@ class Operations:
     # -- observability
 
     def health(self) -> pb.HealthResponse:
-        return self._call(Call("GET", "/v1/health", response=pb.HealthResponse))
+        return self._call(Call("GET", "/v1/health", response="HealthResponse"))
 
     # -- sessions
 
@@ -346,24 +364,24 @@ class Operations:
                 # the content type names the format (octet-stream: detect it)
                 params=query(name=name, label=dict(labels or {}), tag=list(tags)),
                 content=bytes(archive.data),
-                headers={"content-type": _FORMAT_CONTENT_TYPES.get(
-                    fmt, "application/octet-stream")},
-                response=pb.Session,
+                headers={"content-type": _content_type(fmt)},
+                response="Session",
             ))
         req = pb.CreateSessionRequest(
             name=name, source=source, labels=dict(labels or {}), tags=list(tags),
             metadata=dict(metadata or {}), owner=owner, policy=policy,
         )
-        return self._call(Call("POST", "/v1/sessions", json=_dict(req), response=pb.Session))
+        return self._call(Call("POST", "/v1/sessions", json=_dict(req), response="Session"))
 
     def _list_sessions_call(
         self, labels: Mapping[str, str] | None, tags: Iterable[str],
         state: str | pb.SessionState | None, page_size: int, page_token: str,
     ) -> Call:
         return Call("GET", "/v1/sessions", params=query(
-            labels=dict(labels or {}), tags=list(tags), state=session_state(state),
+            labels=dict(labels or {}), tags=list(tags),
+            state=session_state(state) if state else None,
             page_size=page_size, page_token=page_token,
-        ), response=pb.ListSessionsResponse)
+        ), response="ListSessionsResponse")
 
     def list_sessions(
         self,
@@ -393,7 +411,7 @@ class Operations:
         )
 
     def get_session(self, session_id: str) -> pb.Session:
-        return self._call(Call("GET", session_url(session_id), response=pb.Session))
+        return self._call(Call("GET", session_url(session_id), response="Session"))
 
     def update_session(
         self,
@@ -425,10 +443,10 @@ class Operations:
             mask.append("policy")
         req.update_mask = mask
         return self._call(Call(
-            "PATCH", session_url(session_id), json=_dict(req), response=pb.Session))
+            "PATCH", session_url(session_id), json=_dict(req), response="Session"))
 
     def delete_session(self, session_id: str) -> pb.Session:
-        return self._call(Call("DELETE", session_url(session_id), response=pb.Session))
+        return self._call(Call("DELETE", session_url(session_id), response="Session"))
 
     def fork_session(
         self,
@@ -442,16 +460,16 @@ class Operations:
         """A new session sharing this one's state (or the state `at` a checkpoint/commit)."""
         req = pb.ForkSessionRequest(name=name, labels=dict(labels or {}), tags=list(tags), at=at)
         return self._call(Call(
-            "POST", session_url(session_id) + ":fork", json=_dict(req), response=pb.Session))
+            "POST", session_url(session_id) + ":fork", json=_dict(req), response="Session"))
 
     def archive_session(self, session_id: str) -> pb.Session:
-        return self._call(Call("POST", session_url(session_id) + ":archive", response=pb.Session))
+        return self._call(Call("POST", session_url(session_id) + ":archive", response="Session"))
 
     def restore_session(self, session_id: str, checkpoint_id: str) -> pb.Session:
         """Reset the working state to a checkpoint (ckp_...), a commit (cmt_...) or "base"."""
         req = pb.RestoreSessionRequest(checkpoint_id=checkpoint_id)
         return self._call(Call(
-            "POST", session_url(session_id) + ":restore", json=_dict(req), response=pb.Session))
+            "POST", session_url(session_id) + ":restore", json=_dict(req), response="Session"))
 
     # -- files
 
@@ -462,7 +480,7 @@ class Operations:
         return Call("GET", session_url(session_id) + "/tree", params=query(
             path=path.strip("/"), depth=depth, recursive=recursive, at=at, page_size=page_size,
             page_token=page_token,
-        ), response=pb.ListTreeResponse)
+        ), response="ListTreeResponse")
 
     def list_tree(
         self,
@@ -537,7 +555,7 @@ class Operations:
             params.append(("create_parents", "false"))
         return self._call(Call(
             "PUT", self._file_url(session_id, path), params=params, content=bytes(data),
-            headers=headers, response=pb.FileInfo,
+            headers=headers, response="FileInfo",
         ))
 
     def write_range(
@@ -547,7 +565,7 @@ class Operations:
         headers = {"content-type": "application/octet-stream", **_precondition(if_match)}
         return self._call(Call(
             "PATCH", self._file_url(session_id, path), params=[("offset", str(offset))],
-            content=bytes(data), headers=headers, response=pb.FileInfo,
+            content=bytes(data), headers=headers, response="FileInfo",
         ))
 
     def patch_file(
@@ -557,24 +575,24 @@ class Operations:
         headers = {"content-type": "text/x-diff; charset=utf-8", **_precondition(if_match)}
         return self._call(Call(
             "PATCH", self._file_url(session_id, path), content=unified_diff.encode(),
-            headers=headers, response=pb.FileInfo,
+            headers=headers, response="FileInfo",
         ))
 
     def delete_file(self, session_id: str, path: str, *, if_match: str = "") -> pb.FileInfo:
         return self._call(Call(
             "DELETE", self._file_url(session_id, path), headers=_precondition(if_match),
-            response=pb.FileInfo))
+            response="FileInfo"))
 
     def stat(self, session_id: str, path: str, *, at: str = "") -> pb.FileInfo:
         """Kind, mode, size, times, hash and extents of a path."""
         return self._call(Call(
             "GET", self._file_url(session_id, path, "stat"), params=query(at=at),
-            response=pb.FileInfo,
+            response="FileInfo",
         ))
 
     def _fs(self, session_id: str, op: str, req: Any) -> Call:
         return Call("POST", f"{session_url(session_id)}/fs:{op}", json=_dict(req),
-                    response=pb.FileInfo)
+                    response="FileInfo")
 
     def mkdir(
         self, session_id: str, path: str, *, parents: bool = False, mode: int = 0,
@@ -607,7 +625,7 @@ class Operations:
     def _manifest_call(self, session_id: str, at: str, page_size: int, page_token: str) -> Call:
         return Call("GET", session_url(session_id) + "/manifest", params=query(
             at=at, page_size=page_size, page_token=page_token,
-        ), response=pb.ManifestResponse)
+        ), response="ManifestResponse")
 
     def get_manifest(
         self, session_id: str, *, at: str = "", page_size: int = 0, page_token: str = "",
@@ -623,7 +641,7 @@ class Operations:
         """Changed paths since "base" (default), a checkpoint or a commit."""
         return self._call(Call(
             "GET", session_url(session_id) + "/changes", params=query(since=since),
-            response=pb.ListChangesResponse,
+            response="ListChangesResponse",
         ))
 
     # -- persistence
@@ -634,12 +652,12 @@ class Operations:
         req = pb.CreateCheckpointRequest(message=message, labels=dict(labels or {}))
         return self._call(Call(
             "POST", session_url(session_id) + "/checkpoints", json=_dict(req),
-            response=pb.Checkpoint,
+            response="Checkpoint",
         ))
 
     def _checkpoints_call(self, session_id: str, page_size: int, page_token: str) -> Call:
         return Call("GET", session_url(session_id) + "/checkpoints", params=query(
-            page_size=page_size, page_token=page_token), response=pb.ListCheckpointsResponse)
+            page_size=page_size, page_token=page_token), response="ListCheckpointsResponse")
 
     def list_checkpoints(
         self, session_id: str, *, page_size: int = 0, page_token: str = "",
@@ -653,24 +671,24 @@ class Operations:
     def get_checkpoint(self, session_id: str, checkpoint_id: str) -> pb.Checkpoint:
         return self._call(Call(
             "GET", f"{session_url(session_id)}/checkpoints/{seg(checkpoint_id)}",
-            response=pb.Checkpoint,
+            response="Checkpoint",
         ))
 
     def delete_checkpoint(self, session_id: str, checkpoint_id: str) -> pb.Checkpoint:
         return self._call(Call(
             "DELETE", f"{session_url(session_id)}/checkpoints/{seg(checkpoint_id)}",
-            response=pb.Checkpoint,
+            response="Checkpoint",
         ))
 
     def create_commit(self, session_id: str, *, message: str, author: str = "") -> pb.Commit:
         """Commit the working state (FailedPrecondition when an approval is missing)."""
         req = pb.CreateCommitRequest(message=message, author=author)
         return self._call(Call(
-            "POST", session_url(session_id) + "/commits", json=_dict(req), response=pb.Commit))
+            "POST", session_url(session_id) + "/commits", json=_dict(req), response="Commit"))
 
     def _commits_call(self, session_id: str, page_size: int, page_token: str) -> Call:
         return Call("GET", session_url(session_id) + "/commits", params=query(
-            page_size=page_size, page_token=page_token), response=pb.ListCommitsResponse)
+            page_size=page_size, page_token=page_token), response="ListCommitsResponse")
 
     def list_commits(
         self, session_id: str, *, page_size: int = 0, page_token: str = "",
@@ -683,7 +701,7 @@ class Operations:
 
     def get_commit(self, commit_id: str) -> pb.Commit:
         """A commit by id, whether or not its session still exists."""
-        return self._call(Call("GET", f"/v1/commits/{seg(commit_id)}", response=pb.Commit))
+        return self._call(Call("GET", f"/v1/commits/{seg(commit_id)}", response="Commit"))
 
     def diff(
         self,
@@ -699,7 +717,7 @@ class Operations:
         return self._call(Call("GET", session_url(session_id) + "/diff", params=query(
             from_=from_, to=to, context_lines=context_lines, paths=list(paths),
             name_only=name_only,
-        ), response=pb.DiffResponse))
+        ), response="DiffResponse"))
 
     def _export_call(
         self, session_id: str, format: str | pb.ArchiveFormat | None, at: str, path: str,
@@ -754,8 +772,8 @@ class Operations:
             "POST", session_url(session_id) + "/import",
             params=query(path=path.strip("/"), format=fmt),
             content=bytes(data) if isinstance(data, bytearray | memoryview) else data,
-            headers={"content-type": _FORMAT_CONTENT_TYPES.get(fmt, "application/octet-stream")},
-            response=pb.ImportResponse,
+            headers={"content-type": _content_type(fmt)},
+            response="ImportResponse",
         ))
 
     def upload_file(
@@ -768,7 +786,7 @@ class Operations:
         params: Query = [("mode", f"{mode:04o}")] if mode else []
         return self._call(Call(
             "PUT", self._file_url(session_id, path), params=params, content=chunks,
-            headers=headers, response=pb.FileInfo,
+            headers=headers, response="FileInfo",
         ))
 
     # -- templates (global, like commits)
@@ -793,14 +811,14 @@ class Operations:
             commit_id=commit_id, description=description, labels=dict(labels or {}),
             replace=replace,
         )
-        return self._call(Call("POST", "/v1/templates", json=_dict(req), response=pb.Template))
+        return self._call(Call("POST", "/v1/templates", json=_dict(req), response="Template"))
 
     def _templates_call(
         self, labels: Mapping[str, str] | None, prefix: str, page_size: int, page_token: str,
     ) -> Call:
         return Call("GET", "/v1/templates", params=query(
             labels=dict(labels or {}), prefix=prefix, page_size=page_size,
-            page_token=page_token), response=pb.ListTemplatesResponse)
+            page_token=page_token), response="ListTemplatesResponse")
 
     def list_templates(
         self, *, labels: Mapping[str, str] | None = None, prefix: str = "", page_size: int = 0,
@@ -817,11 +835,11 @@ class Operations:
             lambda token: self._templates_call(labels, prefix, page_size, token), "templates")
 
     def get_template(self, name: str) -> pb.Template:
-        return self._call(Call("GET", f"/v1/templates/{seg(name)}", response=pb.Template))
+        return self._call(Call("GET", f"/v1/templates/{seg(name)}", response="Template"))
 
     def delete_template(self, name: str) -> pb.Template:
         """Delete a template; sessions created from it keep their content."""
-        return self._call(Call("DELETE", f"/v1/templates/{seg(name)}", response=pb.Template))
+        return self._call(Call("DELETE", f"/v1/templates/{seg(name)}", response="Template"))
 
     # -- knowledge cache (values are bytes with a content type; each key has a
     #    version for compare-and-set, an optional TTL, created/updated times)
@@ -836,7 +854,7 @@ class Operations:
 
     def cache_get(self, session_id: str, key: str) -> pb.CacheEntry:
         """The value and metadata of a key (NotFound when absent or expired)."""
-        return self._call(Call("GET", self._cache_key_url(session_id, key), response=pb.CacheEntry))
+        return self._call(Call("GET", self._cache_key_url(session_id, key), response="CacheEntry"))
 
     def cache_put(
         self, session_id: str, key: str, value: bytes | str, *, content_type: str = "",
@@ -846,22 +864,22 @@ class Operations:
         req = pb.CachePutRequest(value=_bytes(value), content_type=content_type,
                                  ttl_seconds=ttl_seconds)
         return self._call(Call("PUT", self._cache_key_url(session_id, key), json=_dict(req),
-                               response=pb.CacheEntryMetadata))
+                               response="CacheEntryMetadata"))
 
     def cache_delete(self, session_id: str, key: str) -> pb.CacheDeleteResponse:
         """Delete a key; `deleted` is 0 when it was not there (not an error)."""
         return self._call(Call("DELETE", self._cache_key_url(session_id, key),
-                               response=pb.CacheDeleteResponse))
+                               response="CacheDeleteResponse"))
 
     def cache_exists(self, session_id: str, key: str) -> bool:
         return self._call(Call(
             "GET", self._cache_key_url(session_id, key, "/exists"),
-            decode=lambda r: parse_message(pb.CacheExistsResponse, r).exists))
+            decode=lambda r: bool(json_body(r).get("exists"))))
 
     def cache_metadata(self, session_id: str, key: str) -> pb.CacheEntryMetadata:
         """Version, size, content type and times of a key, without its value."""
         return self._call(Call("GET", self._cache_key_url(session_id, key, "/metadata"),
-                               response=pb.CacheEntryMetadata))
+                               response="CacheEntryMetadata"))
 
     def cache_compare_and_set(
         self,
@@ -882,14 +900,14 @@ class Operations:
             value=_bytes(value), content_type=content_type, ttl_seconds=ttl_seconds)
         return self._call(Call(
             "POST", self._cache_key_url(session_id, key, "/compare-and-set"), json=_dict(req),
-            response=pb.CompareAndSetResponse))
+            response="CompareAndSetResponse"))
 
     def _cache_keys_call(
         self, session_id: str, prefix: str, page_size: int, page_token: str,
     ) -> Call:
         return Call("GET", self._cache_url(session_id, "/keys"), params=query(
             prefix=prefix, page_size=page_size, page_token=page_token,
-        ), response=pb.CacheListKeysResponse)
+        ), response="CacheListKeysResponse")
 
     def list_cache_keys(
         self, session_id: str, *, prefix: str = "", page_size: int = 0, page_token: str = "",
@@ -905,13 +923,13 @@ class Operations:
     def cache_stats(self, session_id: str) -> pb.CacheStats:
         """Keys, bytes, hits and misses of a session's cache."""
         return self._call(Call("GET", self._cache_url(session_id, "/stats"),
-                               response=pb.CacheStats))
+                               response="CacheStats"))
 
     def cache_batch_get(self, session_id: str, keys: Iterable[str]) -> pb.CacheBatchGetResponse:
         """Many keys at once: `entries` for those present, `missing` for the rest."""
         req = pb.CacheBatchGetRequest(keys=list(keys))
         return self._call(Call("POST", self._cache_url(session_id, "/batch-get"),
-                               json=_dict(req), response=pb.CacheBatchGetResponse))
+                               json=_dict(req), response="CacheBatchGetResponse"))
 
     def cache_batch_set(
         self,
@@ -924,18 +942,18 @@ class Operations:
             items = [pb.CacheBatchSetItem(key=k, value=_bytes(v)) for k, v in items.items()]
         req = pb.CacheBatchSetRequest(items=list(items))
         return self._call(Call("POST", self._cache_url(session_id, "/batch-set"),
-                               json=_dict(req), response=pb.CacheBatchSetResponse))
+                               json=_dict(req), response="CacheBatchSetResponse"))
 
     def cache_batch_delete(self, session_id: str, keys: Iterable[str]) -> pb.CacheDeleteResponse:
         req = pb.CacheBatchDeleteRequest(keys=list(keys))
         return self._call(Call("POST", self._cache_url(session_id, "/batch-delete"),
-                               json=_dict(req), response=pb.CacheDeleteResponse))
+                               json=_dict(req), response="CacheDeleteResponse"))
 
     def cache_delete_by_prefix(self, session_id: str, prefix: str) -> pb.CacheDeleteResponse:
         """Delete every key starting with `prefix` (which must not be empty)."""
         req = pb.CacheDeleteByPrefixRequest(prefix=prefix)
         return self._call(Call("POST", self._cache_url(session_id, "/delete-by-prefix"),
-                               json=_dict(req), response=pb.CacheDeleteResponse))
+                               json=_dict(req), response="CacheDeleteResponse"))
 
     # -- bus: per-session messages, each with a strictly increasing cursor
 
@@ -947,11 +965,11 @@ class Operations:
         req = pb.PublishRequest(topic=topic, payload=_bytes(payload),
                                 content_type=content_type, sender=sender)
         return self._call(Call("POST", session_url(session_id) + "/bus:publish",
-                               json=_dict(req), response=pb.BusMessage))
+                               json=_dict(req), response="BusMessage"))
 
     def _bus_call(self, session_id: str, after: int, topics: list[str], limit: int) -> Call:
         return Call("GET", session_url(session_id) + "/bus", params=query(
-            after=after, topics=topics, limit=limit), response=pb.ReadBusResponse)
+            after=after, topics=topics, limit=limit), response="ReadBusResponse")
 
     def read_bus(
         self, session_id: str, *, after: int = 0, topics: Iterable[str] = (), limit: int = 0,
@@ -979,13 +997,13 @@ class Operations:
         return self._follow(Call(
             "GET", session_url(session_id) + "/bus",
             params=query(after=after, topics=list(topics)),
-            headers={"accept": "text/event-stream"}, response=pb.BusMessage))
+            headers={"accept": "text/event-stream"}, response="BusMessage"))
 
     # -- events: the session's activity log (file changes, checkpoints, reviews, ...)
 
     def _events_call(self, session_id: str, after: int, types: list[str], limit: int) -> Call:
         return Call("GET", session_url(session_id) + "/events", params=query(
-            after=after, types=types, limit=limit), response=pb.ListEventsResponse)
+            after=after, types=types, limit=limit), response="ListEventsResponse")
 
     def list_events(
         self, session_id: str, *, after: int = 0, types: Iterable[str] = (), limit: int = 0,
@@ -1009,7 +1027,7 @@ class Operations:
         return self._follow(Call(
             "GET", session_url(session_id) + "/events",
             params=query(after=after, types=list(types)),
-            headers={"accept": "text/event-stream"}, response=pb.Event))
+            headers={"accept": "text/event-stream"}, response="Event"))
 
     # -- review: comments, annotations, approvals bound to a state
 
@@ -1020,14 +1038,14 @@ class Operations:
         """Comment on the session, or on `path`; a reply (`parent_id`) joins its thread."""
         req = pb.CreateCommentRequest(body=body, path=path, parent_id=parent_id, author=author)
         return self._call(Call("POST", session_url(session_id) + "/comments", json=_dict(req),
-                               response=pb.Comment))
+                               response="Comment"))
 
     def _comments_call(
         self, session_id: str, path: str, page_size: int, page_token: str,
     ) -> Call:
         return Call("GET", session_url(session_id) + "/comments", params=query(
             path=path, page_size=page_size, page_token=page_token),
-            response=pb.ListCommentsResponse)
+            response="ListCommentsResponse")
 
     def list_comments(
         self, session_id: str, *, path: str = "", page_size: int = 0, page_token: str = "",
@@ -1048,14 +1066,14 @@ class Operations:
         req = pb.CreateAnnotationRequest(path=path, start_line=start_line, end_line=end_line,
                                          body=body, severity=severity, author=author)
         return self._call(Call("POST", session_url(session_id) + "/annotations",
-                               json=_dict(req), response=pb.Annotation))
+                               json=_dict(req), response="Annotation"))
 
     def _annotations_call(
         self, session_id: str, path: str, page_size: int, page_token: str,
     ) -> Call:
         return Call("GET", session_url(session_id) + "/annotations", params=query(
             path=path, page_size=page_size, page_token=page_token),
-            response=pb.ListAnnotationsResponse)
+            response="ListAnnotationsResponse")
 
     def list_annotations(
         self, session_id: str, *, path: str = "", page_size: int = 0, page_token: str = "",
@@ -1070,7 +1088,7 @@ class Operations:
     def delete_annotation(self, session_id: str, annotation_id: str) -> pb.Annotation:
         return self._call(Call(
             "DELETE", f"{session_url(session_id)}/annotations/{seg(annotation_id)}",
-            response=pb.Annotation))
+            response="Annotation"))
 
     def request_approval(
         self, session_id: str, *, title: str = "", requester: str = "",
@@ -1078,7 +1096,7 @@ class Operations:
         """Ask for approval of the session's current state (its root hash)."""
         req = pb.RequestApprovalRequest(title=title, requester=requester)
         return self._call(Call("POST", session_url(session_id) + "/approvals",
-                               json=_dict(req), response=pb.Approval))
+                               json=_dict(req), response="Approval"))
 
     def _approvals_call(
         self, session_id: str, state: str | pb.ApprovalState | None, page_size: int,
@@ -1086,7 +1104,7 @@ class Operations:
     ) -> Call:
         return Call("GET", session_url(session_id) + "/approvals", params=query(
             state=approval_state(state), page_size=page_size, page_token=page_token),
-            response=pb.ListApprovalsResponse)
+            response="ListApprovalsResponse")
 
     def list_approvals(
         self, session_id: str, *, state: str | pb.ApprovalState | None = None,
@@ -1107,7 +1125,7 @@ class Operations:
                 reason: str) -> Call:
         req = pb.DecideApprovalRequest(reviewer=reviewer, reason=reason)
         return Call("POST", f"{session_url(session_id)}/approvals/{seg(approval_id)}:{verb}",
-                    json=_dict(req), response=pb.Approval)
+                    json=_dict(req), response="Approval")
 
     def approve(
         self, session_id: str, approval_id: str, *, reviewer: str, reason: str = "",
@@ -1125,21 +1143,23 @@ class Operations:
 
     def session_health(self, session_id: str) -> pb.SessionHealth:
         return self._call(Call("GET", session_url(session_id) + "/health",
-                               response=pb.SessionHealth))
+                               response="SessionHealth"))
 
     def get_usage(self, session_id: str) -> pb.SessionUsage:
         """Files, bytes, dedup, cache and bus usage of a session."""
         return self._call(Call("GET", session_url(session_id) + "/usage",
-                               response=pb.SessionUsage))
+                               response="SessionUsage"))
 
     def get_analytics(self, session_id: str, *, window_seconds: int = 0) -> pb.SessionAnalytics:
         """Operation counts in aligned windows of `window_seconds` (default 3600)."""
         return self._call(Call("GET", session_url(session_id) + "/analytics",
                                params=query(window_seconds=window_seconds),
-                               response=pb.SessionAnalytics))
+                               response="SessionAnalytics"))
 
 
 def _which(source: pb.SessionSource) -> str:
+    import betterproto2
+
     return betterproto2.which_one_of(source, "kind")[0]
 
 
@@ -1147,12 +1167,7 @@ def _bytes(value: bytes | str) -> bytes:
     return value.encode("utf-8") if isinstance(value, str) else bytes(value)
 
 
-_APPROVAL_STATES: dict[str, pb.ApprovalState] = {
-    "pending": pb.ApprovalState.PENDING,
-    "approved": pb.ApprovalState.APPROVED,
-    "rejected": pb.ApprovalState.REJECTED,
-    "stale": pb.ApprovalState.STALE,
-}
+_APPROVAL_STATES = frozenset({"pending", "approved", "rejected", "stale"})
 
 
 def approval_state(value: str | pb.ApprovalState | None) -> pb.ApprovalState:
@@ -1161,13 +1176,12 @@ def approval_state(value: str | pb.ApprovalState | None) -> pb.ApprovalState:
         return pb.ApprovalState.UNSPECIFIED
     if isinstance(value, pb.ApprovalState):
         return value
-    try:
-        return _APPROVAL_STATES[value.lower()]
-    except KeyError:
-        raise from_code(
-            "invalid_argument",
-            f"unknown approval state {value!r}: want pending, approved, rejected or stale",
-        ) from None
+    if value.lower() in _APPROVAL_STATES:
+        return pb.ApprovalState[value.upper()]
+    raise from_code(
+        "invalid_argument",
+        f"unknown approval state {value!r}: want pending, approved, rejected or stale",
+    )
 
 
 # ---- live follows (server-sent events)

@@ -1,37 +1,34 @@
-"""The two executors of `Operations`: `Client` (blocking) and `AsyncClient` (asyncio).
+"""The blocking executor of `Operations`: `Client`, on aether.client.wire.
 
-They differ only in how a `Call` is sent; every operation is defined once in
-`aether.client._base`.
+Every operation is defined once in `aether.client._base`; `AsyncClient` (in
+`_async`) runs the same calls on httpx. This module imports neither httpx nor
+the generated messages, so that an `aether` command starts quickly; messages
+load when the first answer is decoded.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO
 
-import httpx
-
+from aether import __version__
 from aether.client._base import (
     Call,
     Operations,
+    Response,
     SseDecoder,
-    araise_for_error,
+    json_body,
     raise_for_error,
     transport_error,
 )
+from aether.client.wire import Timeouts, TransportError, Wire
 
-DEFAULT_TIMEOUT = httpx.Timeout(300.0, connect=10.0, pool=10.0)
+DEFAULT_TIMEOUT = Timeouts(connect=10.0, read=300.0)
 CHUNK = 1 << 20
-
-try:
-    from importlib.metadata import version as _version
-
-    USER_AGENT = f"aether-client/{_version('aetherfs')}"
-except Exception:  # pragma: no cover - running from a source tree without metadata
-    USER_AGENT = "aether-client"
+USER_AGENT = f"aether-client/{__version__}"
 
 
-def _base_headers(token: str | None, headers: dict[str, str] | None) -> dict[str, str]:
+def base_headers(token: str | None, headers: dict[str, str] | None) -> dict[str, str]:
     out = {"user-agent": USER_AGENT, "accept": "application/json"}
     if token:
         out["authorization"] = f"Bearer {token}"
@@ -39,28 +36,13 @@ def _base_headers(token: str | None, headers: dict[str, str] | None) -> dict[str
     return out
 
 
-def _describe(base_url: str, uds: str | None) -> str:
+def describe(base_url: str, uds: str | None) -> str:
     return f"unix:{uds}" if uds else base_url
 
 
-def _request_kwargs(call: Call) -> dict[str, Any]:
-    return {
-        "params": call.params or None,
-        "json": call.json,
-        "content": call.content,
-        "headers": call.headers or None,
-    }
-
-
-def _total(resp: httpx.Response) -> int | None:
+def announced_length(resp: Response) -> int | None:
     length = resp.headers.get("content-length", "")
     return int(length) if length.isdigit() and "content-encoding" not in resp.headers else None
-
-
-def _verify(base_url: str) -> bool:
-    """Certificate checks for https URLs; none to set up for plain http, where
-    loading the CA bundle would cost ~40 ms of every command's start."""
-    return base_url.lower().startswith("https:")
 
 
 class Client(Operations):
@@ -74,20 +56,15 @@ class Client(Operations):
         *,
         token: str | None = None,
         uds: str | None = None,
-        timeout: httpx.Timeout | float | None = DEFAULT_TIMEOUT,
-        transport: httpx.BaseTransport | None = None,
+        timeout: Any = DEFAULT_TIMEOUT,
         headers: dict[str, str] | None = None,
     ) -> None:
-        self.url = _describe(base_url, uds)
-        if transport is None and uds:
-            transport = httpx.HTTPTransport(uds=uds, verify=False)  # no TLS on a unix socket
-        self._http = httpx.Client(
-            base_url=base_url, headers=_base_headers(token, headers), timeout=timeout,
-            transport=transport, verify=_verify(base_url),
-        )
+        self.url = describe(base_url, uds)
+        self._wire = Wire(base_url, uds=uds, headers=base_headers(token, headers),
+                          timeout=timeout)
 
     def close(self) -> None:
-        self._http.close()
+        self._wire.close()
 
     def __enter__(self) -> Client:
         return self
@@ -98,12 +75,25 @@ class Client(Operations):
     def __repr__(self) -> str:
         return f"Client({self.url!r})"
 
-    def _send(self, call: Call, stream: bool = False) -> httpx.Response:
+    def as_json(self) -> Client:
+        """This client (its connections shared) answering with the daemon's
+        proto3 JSON instead of messages: dicts for messages, pages iterated
+        item by item as dicts. For callers that print or forward the JSON, it
+        skips building message objects and loading their classes (~60 ms of
+        a CLI command's start). Operations that return bytes, streams or
+        follows behave as on this client."""
+        view = _JsonClient.__new__(_JsonClient)
+        view.url = self.url
+        view._wire = self._wire
+        return view
+
+    def _send(self, call: Call, stream: bool = False) -> Response:
         try:
-            request = self._http.build_request(call.method, call.path, **_request_kwargs(call))
-            resp = self._http.send(request, stream=stream)
-        except httpx.HTTPError as exc:
-            raise transport_error(exc, self.url) from exc
+            resp = self._wire.request(
+                call.method, call.path, params=call.params, json=call.json,
+                content=call.content, headers=call.headers, stream=stream)
+        except TransportError as exc:
+            raise transport_error(exc.kind, exc, self.url) from exc
         try:
             raise_for_error(resp)
         except BaseException:
@@ -150,6 +140,44 @@ class Client(Operations):
         return done
 
 
+class _JsonClient(Client):
+    """See `Client.as_json`."""
+
+    def close(self) -> None:
+        pass  # the connections belong to the client this is a view of
+
+    def __repr__(self) -> str:
+        return f"Client({self.url!r}).as_json()"
+
+    def _call(self, call: Call) -> Any:
+        if call.decode is not None or call.response is None:
+            return call.result(self._send(call))
+        return json_body(self._send(call))
+
+    def _paginate(self, make: Callable[[str], Call], items: str) -> Iterator[Any]:
+        token = ""
+        while True:
+            page = self._call(make(token))
+            yield from page.get(_camel(items), [])
+            token = page.get("nextPageToken", "")
+            if not token:
+                return
+
+    def _cursor_pages(self, make: Callable[[int], Call], after: int, items: str) -> Iterator[Any]:
+        while True:
+            page = self._call(make(after))
+            yield from page.get(_camel(items), [])
+            cursor = int(page.get("nextCursor") or 0)  # int64: a string in proto3 JSON
+            if cursor <= after:
+                return
+            after = cursor
+
+
+def _camel(name: str) -> str:
+    first, *rest = name.split("_")
+    return first + "".join(part.title() for part in rest)
+
+
 class ByteStream:
     """Streamed bytes of an answer. Iterate it directly, or use it as a context
     manager to read `.total` (the announced length, or None) before iterating."""
@@ -157,12 +185,12 @@ class ByteStream:
     def __init__(self, client: Client, call: Call) -> None:
         self._client = client
         self._call = call
-        self._resp: httpx.Response | None = None
+        self._resp: Response | None = None
         self.total: int | None = None
 
     def __enter__(self) -> ByteStream:
         self._resp = self._client._send(self._call, stream=True)
-        self.total = _total(self._resp)
+        self.total = announced_length(self._resp)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -181,8 +209,8 @@ class ByteStream:
         assert self._resp is not None
         try:
             yield from self._resp.iter_bytes(CHUNK)
-        except httpx.HTTPError as exc:
-            raise transport_error(exc, self._client.url) from exc
+        except TransportError as exc:
+            raise transport_error(exc.kind, exc, self._client.url) from exc
 
 
 def _after(call: Call) -> int:
@@ -192,22 +220,22 @@ def _after(call: Call) -> int:
     return 0
 
 
-class _Follow:
+class Follow:
     """What `FollowStream` and `AsyncFollowStream` share, none of it I/O: the call,
     the open response, and decoding its lines into items while keeping
     `.cursor` (the cursor of the last item seen; at first the `after` asked for)."""
 
-    def __init__(self, client: Client | AsyncClient, call: Call) -> None:
+    def __init__(self, client: Any, call: Call) -> None:
         self._client = client
         self._call = call
-        self._resp: httpx.Response | None = None
+        self._resp: Any = None
         self._decoder: SseDecoder | None = None
         self.cursor = _after(call)
 
-    def _opened(self, resp: httpx.Response) -> None:
+    def _opened(self, resp: Any) -> None:
         """Read `resp` from now on (a new response: a new decoder)."""
         self._resp = resp
-        self._decoder = SseDecoder(self._call.response)  # type: ignore[arg-type]
+        self._decoder = SseDecoder(self._call.message_class())
 
     def _item(self, line: str) -> Any:
         """The item `line` completes, or None; `.cursor` moves to the item."""
@@ -218,7 +246,7 @@ class _Follow:
         return item
 
 
-class FollowStream(_Follow):
+class FollowStream(Follow):
     """A live follow (bus messages or events) as pb messages, in cursor order.
 
     Iterate it directly, or use it as a context manager: entering opens the
@@ -261,172 +289,5 @@ class FollowStream(_Follow):
                 item = self._item(line)
                 if item is not None:
                     yield item
-        except httpx.HTTPError as exc:
-            raise transport_error(exc, self._client.url) from exc
-
-
-class AsyncClient(Operations):
-    """The asyncio twin of `Client`: the same methods, each returning an awaitable
-    (`iter_*` return async iterators; `export` an async context manager/iterator)."""
-
-    def __init__(
-        self,
-        base_url: str = "http://aetherd",
-        *,
-        token: str | None = None,
-        uds: str | None = None,
-        timeout: httpx.Timeout | float | None = DEFAULT_TIMEOUT,
-        transport: httpx.AsyncBaseTransport | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        self.url = _describe(base_url, uds)
-        if transport is None and uds:
-            transport = httpx.AsyncHTTPTransport(uds=uds, verify=False)  # no TLS on a unix socket
-        self._http = httpx.AsyncClient(
-            base_url=base_url, headers=_base_headers(token, headers), timeout=timeout,
-            transport=transport, verify=_verify(base_url),
-        )
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
-
-    async def __aenter__(self) -> AsyncClient:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
-    def __repr__(self) -> str:
-        return f"AsyncClient({self.url!r})"
-
-    async def _send(self, call: Call, stream: bool = False) -> httpx.Response:
-        try:
-            request = self._http.build_request(call.method, call.path, **_request_kwargs(call))
-            resp = await self._http.send(request, stream=stream)
-        except httpx.HTTPError as exc:
-            raise transport_error(exc, self.url) from exc
-        try:
-            await araise_for_error(resp)
-        except BaseException:
-            await resp.aclose()
-            raise
-        return resp
-
-    async def _call(self, call: Call) -> Any:
-        return call.result(await self._send(call))
-
-    async def _paginate(self, make: Callable[[str], Call], items: str) -> AsyncIterator[Any]:
-        token = ""
-        while True:
-            page = await self._call(make(token))
-            for item in getattr(page, items):
-                yield item
-            token = page.next_page_token
-            if not token:
-                return
-
-    def _stream(self, call: Call) -> AsyncByteStream:
-        return AsyncByteStream(self, call)
-
-    async def _cursor_pages(
-        self, make: Callable[[int], Call], after: int, items: str,
-    ) -> AsyncIterator[Any]:
-        while True:
-            page = await self._call(make(after))
-            for item in getattr(page, items):
-                yield item
-            if page.next_cursor <= after:
-                return
-            after = page.next_cursor
-
-    def _follow(self, call: Call) -> AsyncFollowStream:
-        return AsyncFollowStream(self, call)
-
-    async def _download(
-        self, call: Call, file: BinaryIO, progress: Callable[[int, int | None], None] | None,
-    ) -> int:
-        done = 0
-        async with self._stream(call) as stream:
-            async for chunk in stream:
-                file.write(chunk)
-                done += len(chunk)
-                if progress is not None:
-                    progress(done, stream.total)
-        return done
-
-
-class AsyncByteStream:
-    """`ByteStream` for `AsyncClient`: `async with` and/or `async for`."""
-
-    def __init__(self, client: AsyncClient, call: Call) -> None:
-        self._client = client
-        self._call = call
-        self._resp: httpx.Response | None = None
-        self.total: int | None = None
-
-    async def __aenter__(self) -> AsyncByteStream:
-        self._resp = await self._client._send(self._call, stream=True)
-        self.total = _total(self._resp)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._resp is not None:
-            await self._resp.aclose()
-            self._resp = None
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        if self._resp is None:
-            async with self:
-                async for chunk in self._chunks():
-                    yield chunk
-        else:
-            async for chunk in self._chunks():
-                yield chunk
-
-    async def _chunks(self) -> AsyncIterator[bytes]:
-        assert self._resp is not None
-        try:
-            async for chunk in self._resp.aiter_bytes(CHUNK):
-                yield chunk
-        except httpx.HTTPError as exc:
-            raise transport_error(exc, self._client.url) from exc
-
-
-class AsyncFollowStream(_Follow):
-    """`FollowStream` for `AsyncClient`: `async with` and/or `async for`. Leaving
-    an `async for` over a stream not entered (break included) closes the
-    response only when asyncio finalizes the dropped generator, soon after
-    rather than at once: use `async with` to close it at a known point."""
-
-    _client: AsyncClient
-
-    async def __aenter__(self) -> AsyncFollowStream:
-        self._opened(await self._client._send(self._call, stream=True))
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        if self._resp is not None:
-            await self._resp.aclose()
-            self._resp = None
-
-    async def __aiter__(self) -> AsyncIterator[Any]:
-        if self._resp is None:
-            async with self:
-                async for item in self._items():
-                    yield item
-        else:
-            async for item in self._items():
-                yield item
-
-    async def _items(self) -> AsyncIterator[Any]:
-        assert self._resp is not None
-        try:
-            async for line in self._resp.aiter_lines():
-                item = self._item(line)
-                if item is not None:
-                    yield item
-        except httpx.HTTPError as exc:
-            raise transport_error(exc, self._client.url) from exc
+        except TransportError as exc:
+            raise transport_error(exc.kind, exc, self._client.url) from exc

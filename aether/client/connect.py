@@ -198,7 +198,8 @@ async def aconnect(
     """An `AsyncClient` for the configured daemon, starting the local one when needed."""
     import asyncio
 
-    from aether.client._client import DEFAULT_TIMEOUT, AsyncClient
+    from aether.client._async import AsyncClient
+    from aether.client._client import DEFAULT_TIMEOUT
 
     target = resolve(server, token, profile=profile)
     if target.local and autostart:
@@ -218,17 +219,18 @@ def daemon_answers(sock: Path, timeout: float = 2.0) -> bool:
     """
     if not sock.exists():
         return False
-    import httpx
+    from aether.client.wire import TransportError, Wire
 
+    wire = Wire("http://aetherd", uds=str(sock), timeout=timeout)
     try:
-        with httpx.Client(transport=httpx.HTTPTransport(uds=str(sock), verify=False),
-                          base_url="http://aetherd", timeout=timeout) as http:
-            http.get("/v1/health")
-            return True
-    except (httpx.ConnectError, httpx.ConnectTimeout):
-        return False  # nobody listens (or a stale socket file)
-    except httpx.HTTPError:
-        return True  # something listens there, it just answers badly or slowly
+        wire.request("GET", "/v1/health")
+        return True
+    except TransportError as exc:
+        # Nobody listens (or a stale socket file) -- or something does, and
+        # just answers badly or slowly.
+        return exc.kind != "connect"
+    finally:
+        wire.close()
 
 
 _SPAWNED: list[subprocess.Popen] = []  # keep a reference: never reap (or warn about) it
