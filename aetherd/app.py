@@ -10,14 +10,18 @@ from aetherd.api.bus import BusApi
 from aetherd.api.cache import CacheApi
 from aetherd.api.core import FilesApi, PersistenceApi, Runner, SessionsApi
 from aetherd.api.events import EventsApi
+from aetherd.api.identity import IdentityApi
 from aetherd.api.observability import ObservabilityApi
 from aetherd.api.review import ReviewApi
 from aetherd.api.templates import TemplatesApi
+from aetherd.auth.authenticate import Authenticator
+from aetherd.auth.guard import Guard, install
 from aetherd.config import Config
 from aetherd.services.files import Files
 from aetherd.services.persistence import Persistence
 from aetherd.services.sessions import Sessions
 from aetherd.services.state import Store
+from aetherd.services.tokens import Tokens
 
 
 @dataclass
@@ -26,6 +30,7 @@ class Daemon:
     store: Store
     runner: Runner
     api: Api
+    authenticator: Authenticator
 
     def close(self) -> None:
         self.runner.shutdown()
@@ -45,6 +50,7 @@ def open_daemon(config: Config) -> Daemon:
                         host_paths_allowed=bool(config.import_roots) or not config.has_tcp_listener)
     files = Files(store, sessions)
     persistence = Persistence(store, sessions)
+    tokens = Tokens(store)
     api = Api(
         sessions=SessionsApi(sessions, runner),
         files=FilesApi(files, persistence, runner),
@@ -55,5 +61,7 @@ def open_daemon(config: Config) -> Daemon:
         review=ReviewApi(store, runner),
         observability=ObservabilityApi(store, runner),
         templates=TemplatesApi(store, runner),
+        identity=IdentityApi(tokens, runner),
     )
-    return Daemon(config, store, runner, api)
+    install(api, Guard(store.db))
+    return Daemon(config, store, runner, api, Authenticator(tokens, config.token))

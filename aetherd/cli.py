@@ -7,7 +7,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -84,6 +84,99 @@ def gc(config: ConfigOpt = None, data_dir: DataDirOpt = None,
     result = run_gc(cfg.data_dir, grace_seconds)
     typer.echo(json.dumps(result) if as_json else
                ", ".join(f"{k}: {v}" for k, v in result.items()))
+
+
+token_app = typer.Typer(no_args_is_help=True, help="API tokens: create, list, revoke. "
+                        "Works on the data directory, whether or not the daemon runs; a "
+                        "running daemon sees every change at its next request.")
+app.add_typer(token_app, name="token")
+
+
+def _tokens(config: Path | None, data_dir: Path | None) -> Any:
+    from aetherd.services.state import Store
+    from aetherd.services.tokens import Tokens
+
+    return Tokens(Store(_existing(_config(config, data_dir=data_dir)).data_dir))
+
+
+def _token_json(rec: Any) -> dict[str, Any]:
+    return {"id": rec.id, "principal": rec.principal, "scopes": rec.scopes,
+            "description": rec.description, "created_ns": rec.created_ns,
+            "expires_ns": rec.expires_ns, "revoked_ns": rec.revoked_ns}
+
+
+def _token_errors() -> Any:
+    """Bad input: the error's one line and exit 2 (not found: 3)."""
+    from contextlib import contextmanager
+
+    from aether.errors import AetherError, NotFound
+
+    @contextmanager
+    def guard() -> Any:
+        try:
+            yield
+        except AetherError as e:
+            typer.echo(f"aetherd: {e.code}: {e.message}", err=True)
+            raise typer.Exit(3 if isinstance(e, NotFound) else 2) from None
+    return guard()
+
+
+@token_app.command("create")
+def token_create(
+    principal: Annotated[str, typer.Option("--principal", help="Who the token speaks for.")],
+    scope: Annotated[list[str] | None, typer.Option(
+        "--scope", help="admin, create, or SESSION_ID:ROLE (reader, reviewer, writer, "
+        "owner); repeatable.")] = None,
+    description: Annotated[str, typer.Option(help="A note: what the token is for.")] = "",
+    ttl: Annotated[int, typer.Option("--ttl", help="Seconds until it expires (0: never).",
+                                     min=0)] = 0,
+    config: ConfigOpt = None, data_dir: DataDirOpt = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Create a token; prints the bearer string, which is not shown again."""
+    with _token_errors():
+        rec, secret = _tokens(config, data_dir).create(principal, scope or [], description, ttl)
+    if as_json:
+        typer.echo(json.dumps({"token": _token_json(rec), "secret": secret}, indent=2))
+    else:
+        typer.echo(secret)
+        typer.echo(f"token {rec.id} for {rec.principal} ({', '.join(rec.scopes) or 'no scopes'})"
+                   "; store the line above now: it is not shown again", err=True)
+
+
+@token_app.command("list")
+def token_list(
+    principal: Annotated[str, typer.Option(help="Only this principal's tokens.")] = "",
+    all_: Annotated[bool, typer.Option("--all", help="Include revoked and expired ones.")]
+    = False,
+    config: ConfigOpt = None, data_dir: DataDirOpt = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """List tokens (never their secrets)."""
+    tokens, records, page = _tokens(config, data_dir), [], ""
+    while True:
+        batch, page = tokens.list(principal, all_, 0, page)
+        records.extend(batch)
+        if not page:
+            break
+    if as_json:
+        typer.echo(json.dumps([_token_json(r) for r in records], indent=2))
+        return
+    for r in records:
+        state = "revoked" if r.revoked_ns else "active"
+        typer.echo(f"{r.id}  {r.principal}  {state}  {','.join(r.scopes) or '-'}"
+                   f"{'  ' + r.description if r.description else ''}")
+
+
+@token_app.command("revoke")
+def token_revoke(
+    token_id: Annotated[str, typer.Argument(metavar="TOKEN_ID")],
+    config: ConfigOpt = None, data_dir: DataDirOpt = None,
+) -> None:
+    """Revoke a token: refused from now on, by a running daemon too."""
+    with _token_errors():
+        rec = _tokens(config, data_dir).revoke(token_id)
+    typer.echo(f"revoked {rec.id} ({rec.principal})")
 
 
 def main() -> None:

@@ -48,7 +48,8 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None) -> None:
         stack.callback(lock.close)
         stack.callback(daemon.close)
 
-        grpc_server = make_server(daemon.api, token=config.token if grpc_kind == "tcp" else None)
+        grpc_server = make_server(daemon.api, daemon.authenticator,
+                                  require_token=grpc_kind == "tcp")
         if grpc_kind == "unix":
             _unlink_stale(grpc_host)
             await grpc_server.start(path=grpc_host)
@@ -58,7 +59,8 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None) -> None:
         stack.push_async_callback(grpc_server.wait_closed)
         stack.callback(grpc_server.close)
 
-        app = make_app(daemon.api, config, require_token=http_kind == "tcp")
+        app = make_app(daemon.api, config, daemon.authenticator,
+                       require_token=http_kind == "tcp")
         # handler_cancellation: a live follow whose client went away ends at
         # once instead of at its next heartbeat write (and so does shutdown).
         # Unary handlers cancelled this way lose only their reply: store work

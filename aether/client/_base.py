@@ -841,6 +841,46 @@ class Operations:
         """Delete a template; sessions created from it keep their content."""
         return self._call(Call("DELETE", f"/v1/templates/{seg(name)}", response="Template"))
 
+    # -- identity: API tokens (admins) and the caller itself
+
+    def create_token(
+        self, principal: str, *, scopes: Iterable[str] = (), description: str = "",
+        ttl_seconds: int = 0,
+    ) -> pb.CreatedToken:
+        """A new API token; `.secret` is the bearer string, shown only here.
+        Scopes: "admin", "create", or "<session id>:<reader|reviewer|writer|owner>"."""
+        req = pb.CreateTokenRequest(principal=principal, scopes=list(scopes),
+                                    description=description, ttl_seconds=ttl_seconds)
+        return self._call(Call("POST", "/v1/tokens", json=_dict(req), response="CreatedToken"))
+
+    def _tokens_call(self, principal: str, include_inactive: bool, page_size: int,
+                     page_token: str) -> Call:
+        return Call("GET", "/v1/tokens", params=query(
+            principal=principal, include_inactive=include_inactive, page_size=page_size,
+            page_token=page_token), response="ListTokensResponse")
+
+    def list_tokens(
+        self, *, principal: str = "", include_inactive: bool = False, page_size: int = 0,
+        page_token: str = "",
+    ) -> pb.ListTokensResponse:
+        """One page of tokens (never their secrets), in creation order."""
+        return self._call(self._tokens_call(principal, include_inactive, page_size, page_token))
+
+    def iter_tokens(
+        self, *, principal: str = "", include_inactive: bool = False, page_size: int = 0,
+    ) -> Any:
+        """Every matching token (Iterator / AsyncIterator[pb.Token])."""
+        return self._paginate(lambda token: self._tokens_call(
+            principal, include_inactive, page_size, token), "tokens")
+
+    def revoke_token(self, token_id: str) -> pb.Token:
+        """Revoke a token: refused from this moment on."""
+        return self._call(Call("POST", f"/v1/tokens/{seg(token_id)}:revoke", response="Token"))
+
+    def who_am_i(self) -> pb.Principal:
+        """The caller as the daemon sees it: principal, how authenticated, scopes."""
+        return self._call(Call("GET", "/v1/whoami", response="Principal"))
+
     # -- knowledge cache (values are bytes with a content type; each key has a
     #    version for compare-and-set, an optional TTL, created/updated times)
 

@@ -25,10 +25,11 @@ class Api:
     review: pb.ReviewServiceBase
     observability: pb.ObservabilityServiceBase
     templates: pb.TemplateServiceBase
+    identity: pb.IdentityServiceBase
 
     def services(self) -> list:
         return [
             self.sessions, self.files, self.persistence, self.cache,
             self.bus, self.events, self.review, self.observability,
-            self.templates,
+            self.templates, self.identity,
         ]

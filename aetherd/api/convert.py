@@ -64,5 +64,5 @@ def commit(rec: CommitRecord) -> pb.Commit:
         id=rec.id, session_id=rec.session_id, root_hash=rec.root,
         parent_commit_id=rec.parent_id, message=rec.message, author=rec.author,
         create_time=ts(rec.created_ns), file_count=rec.file_count, total_bytes=rec.total_bytes,
-        approval_ids=rec.approvals,
+        approval_ids=rec.approvals, committed_by=rec.committed_by,
     )

@@ -13,8 +13,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from aether import pb
-from aether.errors import InvalidArgument
+from aether.errors import InvalidArgument, PermissionDenied
 from aetherd.api import convert
+from aetherd.auth.guard import visible_sessions
+from aetherd.auth.principal import acting_name, current
 from aetherd.services.files import Files
 from aetherd.services.persistence import Persistence
 from aetherd.services.sessions import NewSession, Sessions
@@ -46,7 +48,7 @@ class SessionsApi(pb.SessionServiceBase):
 
     async def create_session(self, message: pb.CreateSessionRequest) -> pb.Session:
         spec = NewSession(message.name, message.labels, message.tags, message.metadata,
-                          message.owner, _policy(message.policy))
+                          owner_for(message.owner), _policy(message.policy))
         rec = await self.run(self.s.create, spec, message.source)
         return convert.session(rec)
 
@@ -55,7 +57,8 @@ class SessionsApi(pb.SessionServiceBase):
 
     async def list_sessions(self, message: pb.ListSessionsRequest) -> pb.ListSessionsResponse:
         recs, token = await self.run(self.s.list, message.labels, message.tags,
-                                     int(message.state), message.page_size, message.page_token)
+                                     int(message.state), message.page_size, message.page_token,
+                                     visible_sessions(current()))
         return pb.ListSessionsResponse(sessions=[convert.session(r) for r in recs],
                                        next_page_token=token)
 
@@ -78,7 +81,8 @@ class SessionsApi(pb.SessionServiceBase):
         return convert.session(await self.run(self.s.delete, message.session_id))
 
     async def fork_session(self, message: pb.ForkSessionRequest) -> pb.Session:
-        spec = NewSession(message.name, message.labels or None, message.tags or None)
+        spec = NewSession(message.name, message.labels or None, message.tags or None,
+                          owner=owner_for(""))
         rec = await self.run(self.s.fork, message.session_id, spec, message.at)
         return convert.session(rec)
 
@@ -88,6 +92,16 @@ class SessionsApi(pb.SessionServiceBase):
     async def restore_session(self, message: pb.RestoreSessionRequest) -> pb.Session:
         rec = await self.run(self.s.restore, message.session_id, message.checkpoint_id)
         return convert.session(rec)
+
+
+def owner_for(asked: str) -> str:
+    """Who owns a session being made: the caller, or whom an admin names."""
+    who = current()
+    if who is None:
+        return asked
+    if asked and asked != who.name and not who.admin:
+        raise PermissionDenied(f"{who.name} may not create a session owned by {asked!r}")
+    return asked or who.name
 
 
 def _camel(name: str) -> str:
@@ -193,8 +207,9 @@ class PersistenceApi(pb.PersistenceServiceBase):
         return convert.checkpoint(rec)
 
     async def create_commit(self, message: pb.CreateCommitRequest) -> pb.Commit:
+        who = current()
         rec = await self.run(self.p.create_commit, message.session_id, message.message,
-                             message.author)
+                             acting_name(message.author), who.name if who else "")
         return convert.commit(rec)
 
     async def list_commits(self, message: pb.ListCommitsRequest) -> pb.ListCommitsResponse:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aether import pb
 from aetherd.api.convert import ts
 from aetherd.api.core import Runner
+from aetherd.auth.principal import acting_name
 from aetherd.services.review import AnnotationRecord, ApprovalRecord, CommentRecord, Review
 from aetherd.services.state import Store
 
@@ -16,7 +17,7 @@ class ReviewApi(pb.ReviewServiceBase):
 
     async def create_comment(self, message: pb.CreateCommentRequest) -> pb.Comment:
         rec = await self.run(self.r.create_comment, message.session_id, message.parent_id,
-                             message.author, message.body, message.path)
+                             acting_name(message.author), message.body, message.path)
         return _comment(rec)
 
     async def list_comments(self, message: pb.ListCommentsRequest) -> pb.ListCommentsResponse:
@@ -27,7 +28,7 @@ class ReviewApi(pb.ReviewServiceBase):
 
     async def create_annotation(self, message: pb.CreateAnnotationRequest) -> pb.Annotation:
         rec = await self.run(self.r.create_annotation, message.session_id, message.path,
-                             message.start_line, message.end_line, message.author, message.body,
+                             message.start_line, message.end_line, acting_name(message.author), message.body,
                              message.severity)
         return _annotation(rec)
 
@@ -45,8 +46,8 @@ class ReviewApi(pb.ReviewServiceBase):
         return _annotation(rec)
 
     async def request_approval(self, message: pb.RequestApprovalRequest) -> pb.Approval:
-        rec = await self.run(self.r.request_approval, message.session_id, message.requester,
-                             message.title)
+        rec = await self.run(self.r.request_approval, message.session_id,
+                             acting_name(message.requester), message.title)
         return _approval(rec)
 
     async def list_approvals(self, message: pb.ListApprovalsRequest) -> pb.ListApprovalsResponse:
@@ -63,7 +64,7 @@ class ReviewApi(pb.ReviewServiceBase):
 
     async def _decide(self, message: pb.DecideApprovalRequest, *, approve: bool) -> pb.Approval:
         rec = await self.run(self.r.decide, message.session_id, message.approval_id,
-                             message.reviewer, message.reason, approve=approve)
+                             acting_name(message.reviewer), message.reason, approve=approve)
         return _approval(rec)
 
 

@@ -2,16 +2,16 @@
 
 Generated `XxxServiceBase` handlers never see the stream, so two things are
 done around them here: errors are translated (AetherError -> gRPC status plus
-the stable code in the `aether-error-code` trailer), and on TCP the bearer
-token is checked before the handler reads the request. (Checking it here
-rather than in a grpclib event listener lets the refusal carry the trailer too.)
+the stable code in the `aether-error-code` trailer), and the caller is
+authenticated (aetherd/auth) before the handler reads the request, then
+served as that principal. (Doing it here rather than in a grpclib event
+listener lets a refusal carry the trailer too.)
 Every call is counted in the daemon's metrics there as well, by method path
 and status.
 """
 
 from __future__ import annotations
 
-import hmac
 import logging
 import time
 from collections.abc import Callable
@@ -24,7 +24,12 @@ from grpclib.server import Server
 
 from aether.errors import AetherError
 from aetherd.api import Api
+from aetherd.auth.principal import Principal, as_principal
 from aetherd.metrics import Metrics
+
+# From call metadata to the caller (raising Unauthenticated), or None on a
+# unix socket, whose every caller is the socket's owner.
+Authenticate = Callable[[Any], Principal]
 
 log = logging.getLogger("aetherd.grpc")
 ERROR_CODE_KEY = "aether-error-code"
@@ -36,7 +41,7 @@ async def _fail(stream: Any, status: Status, code: str, message: str) -> None:
     )
 
 
-def _translated(func: Callable[[Any], Any], name: str, expected: bytes | None,
+def _translated(func: Callable[[Any], Any], name: str, authenticate: Authenticate,
                 metrics: Metrics) -> Callable[[Any], Any]:
     # A Follow lasts as long as its client listens: counted, not timed.
     timed = not name.endswith("/Follow")
@@ -48,7 +53,7 @@ def _translated(func: Callable[[Any], Any], name: str, expected: bytes | None,
         if not timed:
             metrics.open_streams.labels("grpc").inc()
         try:
-            status = await _handle(func, name, expected, stream)
+            status = await _handle(func, name, authenticate, stream)
         finally:
             if not timed:
                 metrics.open_streams.labels("grpc").dec()
@@ -57,17 +62,13 @@ def _translated(func: Callable[[Any], Any], name: str, expected: bytes | None,
     return handler
 
 
-async def _handle(func: Callable[[Any], Any], name: str, expected: bytes | None,
+async def _handle(func: Callable[[Any], Any], name: str, authenticate: Authenticate,
                   stream: Any) -> Status:
-    """Run one call with the token check and error translation; its status."""
-    if expected is not None:
-        given = str(stream.metadata.get("authorization", "")).encode()
-        if not hmac.compare_digest(given, expected):
-            await _fail(stream, Status.UNAUTHENTICATED, "unauthenticated",
-                        "missing or bad bearer token")
-            return Status.UNAUTHENTICATED
+    """Run one call as its authenticated caller, with error translation; its status."""
     try:
-        await func(stream)
+        principal = authenticate(stream.metadata)
+        with as_principal(principal):
+            await func(stream)
         return Status.OK
     except AetherError as e:
         await _fail(stream, e.grpc_status, e.code, e.message)
@@ -87,25 +88,32 @@ async def _handle(func: Callable[[Any], Any], name: str, expected: bytes | None,
 
 
 class _Translating:
-    """Wraps a service: every handler checks the token and translates errors."""
+    """Wraps a service: every handler authenticates its caller and translates errors."""
 
-    def __init__(self, service: Any, expected: bytes | None, metrics: Metrics) -> None:
+    def __init__(self, service: Any, authenticate: Authenticate, metrics: Metrics) -> None:
         self.service = service
-        self.expected = expected
+        self.authenticate = authenticate
         self.metrics = metrics
 
     def __mapping__(self) -> dict[str, grpclib.const.Handler]:
         out = {}
         for name, h in self.service.__mapping__().items():
             out[name] = grpclib.const.Handler(
-                _translated(h.func, name, self.expected, self.metrics), h.cardinality,
+                _translated(h.func, name, self.authenticate, self.metrics), h.cardinality,
                 h.request_type, h.reply_type,
             )
         return out
 
 
-def make_server(api: Api, *, token: str | None) -> Server:
-    expected = f"Bearer {token}".encode() if token else None
+def make_server(api: Api, authenticator: Any, *, require_token: bool) -> Server:
+    """`require_token`: a TCP listener (bearer tokens in the `authorization`
+    metadata); else a unix socket, whose every caller is the socket's owner."""
+    if require_token:
+        def authenticate(metadata: Any) -> Principal:
+            return authenticator.bearer(str(metadata.get("authorization", "")))
+    else:
+        def authenticate(metadata: Any) -> Principal:
+            return authenticator.socket_owner()
     # The observability service owns the daemon's metrics (see api/observability.py).
     metrics: Metrics = api.observability.metrics  # type: ignore[attr-defined]
-    return Server([_Translating(s, expected, metrics) for s in api.services()])
+    return Server([_Translating(s, authenticate, metrics) for s in api.services()])

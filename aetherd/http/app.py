@@ -9,7 +9,6 @@ registered with aiohttp, so nothing can reach a handler around it.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import logging
 import re
@@ -21,8 +20,9 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from aether import pb
-from aether.errors import Unauthenticated
 from aetherd.api import Api
+from aetherd.auth.authenticate import Authenticator
+from aetherd.auth.principal import Principal, as_principal
 from aetherd.config import Config
 from aetherd.http import files, streams
 from aetherd.http import metrics as http_metrics
@@ -66,6 +66,7 @@ class _Shim:
     api: Api
     config: Config
     require_token: bool
+    authenticator: Authenticator
     router: Router
     openapi_json: str
     metrics: Metrics
@@ -74,15 +75,14 @@ class _Shim:
 SHIM = web.AppKey("aether_http_shim", _Shim)
 
 
-def make_app(api: Api, config: Config, *, require_token: bool) -> web.Application:
-    if require_token and not config.token:
-        # Fail closed: every request will be refused, which beats serving everyone.
-        log.warning("HTTP listener requires a token but none is configured; "
-                    "every request except GET /v1/health will be refused")
+def make_app(api: Api, config: Config, authenticator: Authenticator, *,
+             require_token: bool) -> web.Application:
+    """`require_token`: a TCP listener (bearer tokens); else a unix socket,
+    whose every caller is the socket's owner."""
     app = web.Application(client_max_size=config.max_body_bytes, middlewares=[_serve])
     # The observability service owns the daemon's metrics (see api/observability.py).
     metrics: Metrics = api.observability.metrics  # type: ignore[attr-defined]
-    app[SHIM] = _Shim(api, config, require_token,
+    app[SHIM] = _Shim(api, config, require_token, authenticator,
                       Router((*ROUTES, OPENAPI_ROUTE, http_metrics.METRICS_ROUTE)),
                       json.dumps(build_openapi()), metrics)
     return app
@@ -119,8 +119,7 @@ async def _dispatch(request: web.Request, shim: _Shim, request_id: str,
     """Serve one request; the route it resolves to is appended to `matched`."""
     raw_path, raw_query = split_target(request.raw_path)
     public = raw_path == PUBLIC_PATH and request.method in ("GET", "HEAD")
-    if shim.require_token and not public:
-        _authenticate(request, shim.config.token)
+    principal = _principal(request, shim, public)
     match = shim.router.resolve(request.method, raw_path)
     route = match.route
     matched.append(route)
@@ -132,16 +131,22 @@ async def _dispatch(request: web.Request, shim: _Shim, request_id: str,
     call = Call(request=request, api=shim.api, config=shim.config, route=route,
                 rpc=rpc(route.service, route.rpc), params=match.params, query=query,
                 request_id=request_id)
-    return await _handler_for(call)(call)
+    with as_principal(principal):
+        return await _handler_for(call)(call)
 
 
-def _authenticate(request: web.Request, token: str) -> None:
-    scheme, _, given = request.headers.get("Authorization", "").strip().partition(" ")
-    if scheme.lower() != "bearer" or not given.strip():
-        raise Unauthenticated("a bearer token is required")
-    # Compare bytes: compare_digest refuses non-ASCII str, and a client can send any.
-    if not token or not hmac.compare_digest(given.strip().encode(), token.encode()):
-        raise Unauthenticated("invalid bearer token")
+_NOBODY = Principal(name="", authenticated_by="none")
+
+
+def _principal(request: web.Request, shim: _Shim, public: bool) -> Principal:
+    """Who sends this request. A TCP request must authenticate, except to the
+    public health route (its caller is nobody, which is all that route needs)."""
+    if not shim.require_token:
+        return shim.authenticator.socket_owner()
+    header = request.headers.get("Authorization", "")
+    if public and not header:
+        return _NOBODY
+    return shim.authenticator.bearer(header)
 
 
 def _handler_for(call: Call) -> Handler:

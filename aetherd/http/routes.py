@@ -162,6 +162,17 @@ ROUTES: tuple[Route, ...] = (
           summary="Get a template."),
     Route("DELETE", "/v1/templates/{name}", "templates", "delete_template",
           summary="Delete a template (sessions made from it are untouched)."),
+    # ---- identity (tokens: admins only)
+    Route("POST", "/v1/tokens", "identity", "create_token", body="json",
+          summary="Create an API token for a principal with scopes; the answer holds "
+          "the bearer string, shown only this once.", success_status=201),
+    Route("GET", "/v1/tokens", "identity", "list_tokens",
+          summary="List tokens (never their secrets), by principal; include_inactive=true "
+          "adds revoked and expired ones."),
+    Route("POST", "/v1/tokens/{token_id}:revoke", "identity", "revoke_token",
+          summary="Revoke a token: refused from this moment on."),
+    Route("GET", "/v1/whoami", "identity", "who_am_i",
+          summary="The caller as the daemon sees it: principal, how authenticated, scopes."),
     # ---- observability
     Route("GET", "/v1/health", "observability", "health", summary="Daemon health."),
     Route("GET", S + "/health", "observability", "get_session_health",

@@ -53,6 +53,7 @@ class CommitRecord:
     created_ns: int
     file_count: int = 0
     total_bytes: int = 0
+    committed_by: str = ""  # the authenticated principal
 
 
 class Persistence:
@@ -115,11 +116,12 @@ class Persistence:
     # ---- commits
     def _cmt(self, row: tuple) -> CommitRecord:
         rec = CommitRecord(row[0], row[1], row[2], row[3], row[4], row[5], json.loads(row[6]),
-                           row[7])
+                           row[7], committed_by=row[8])
         rec.file_count, rec.total_bytes = self.objects.tree_stats(rec.root)
         return rec
 
-    def create_commit(self, session_id: str, message: str, author: str) -> CommitRecord:
+    def create_commit(self, session_id: str, message: str, author: str,
+                      committed_by: str = "") -> CommitRecord:
         if not message.strip():
             raise InvalidArgument("a commit needs a message")
         cid = new_id("cmt")
@@ -144,9 +146,9 @@ class Persistence:
             parent = prev[0] if prev else (rec.source_ref if rec.source_kind == "commit" else "")
             self.db.execute(
                 "INSERT INTO commits(id, root, session_id, parent_id, message, author, approvals, "
-                "created_ns) VALUES (?,?,?,?,?,?,?,?)",
+                "created_ns, committed_by) VALUES (?,?,?,?,?,?,?,?,?)",
                 (cid, root, session_id, parent, message, author or rec.owner, json.dumps(approvals),
-                 time.time_ns()),
+                 time.time_ns(), committed_by),
             )
             self.store.events.emit(session_id, "commit.created", actor=author or rec.owner,
                                    commit_id=cid, root=root)
@@ -160,8 +162,9 @@ class Persistence:
         self.store.session(session_id)
         limit = min(page_size or 100, 1000)
         rows = self.db.query(
-            "SELECT id, root, session_id, parent_id, message, author, approvals, created_ns "
-            "FROM commits WHERE session_id=? AND (?='' OR id<?) ORDER BY id DESC LIMIT ?",
+            "SELECT id, root, session_id, parent_id, message, author, approvals, created_ns, "
+            "committed_by FROM commits WHERE session_id=? AND (?='' OR id<?) "
+            "ORDER BY id DESC LIMIT ?",
             (session_id, page_token, page_token, limit + 1),
         )
         out = [self._cmt(r) for r in rows[:limit]]

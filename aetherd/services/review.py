@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 
 from aether import pb
-from aether.errors import FailedPrecondition, InvalidArgument, NotFound
+from aether.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from aetherd import paths
 from aetherd.ids import check_id, new_id
 from aetherd.services.sessions import Sessions
@@ -264,6 +264,12 @@ class Review:
                 raise FailedPrecondition(
                     f"approval {approval_id} is already {_state_name(apr.state)}",
                     approval_id=approval_id, state=_state_name(apr.state))
+            if approve and rec.policy.get("separationOfDuties") and apr.requester == reviewer:
+                # The requester stands for the changes under review; for API
+                # tokens both names are the authenticated principals.
+                raise PermissionDenied(
+                    f"separation_of_duties: {reviewer} requested approval {approval_id} "
+                    "and may not approve it", approval_id=approval_id)
             if approve and apr.root_hash != current:
                 # Approving would bless a state the reviewer can no longer see;
                 # a rejection grants nothing, so it may still close the request.

@@ -183,7 +183,10 @@ class Sessions:
         return self.described(self.store.session(session_id))
 
     def list(self, labels: dict[str, str], tags: list[str], state: int, page_size: int,
-             page_token: str) -> tuple[list[SessionRecord], str]:
+             page_token: str, visible: tuple[str, list[str]] | None = None,
+             ) -> tuple[list[SessionRecord], str]:
+        """`visible`: None for every session, else (owner, ids): only sessions
+        that owner owns or that are among those ids."""
         limit = min(page_size or 100, MAX_PAGE)
         out: list[SessionRecord] = []
         after = page_token
@@ -196,6 +199,8 @@ class Sessions:
             for rec in batch:
                 after = rec.id
                 if state and rec.state != state:
+                    continue
+                if visible is not None and rec.owner != visible[0] and rec.id not in visible[1]:
                     continue
                 if any(rec.labels.get(k) != v for k, v in labels.items()):
                     continue
@@ -234,7 +239,7 @@ class Sessions:
         spec.labels = spec.labels if spec.labels is not None else dict(parent.labels)
         spec.tags = spec.tags if spec.tags is not None else list(parent.tags)
         spec.policy = spec.policy if spec.policy is not None else dict(parent.policy)
-        spec.owner = spec.owner or parent.owner
+        spec.owner = spec.owner or parent.owner  # the API passes the caller
         spec.name = spec.name or (f"{parent.name} (fork)" if parent.name else "")
         return self._insert(spec, "session", session_id, root, session_id)
 

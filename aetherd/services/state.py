@@ -160,8 +160,8 @@ class Store:
     def commit_row(self, commit_id: str) -> tuple:
         check_id(commit_id, "cmt", "commit")
         row = self.db.one(
-            "SELECT id, root, session_id, parent_id, message, author, approvals, created_ns "
-            "FROM commits WHERE id=?",
+            "SELECT id, root, session_id, parent_id, message, author, approvals, created_ns, "
+            "committed_by FROM commits WHERE id=?",
             (commit_id,),
         )
         if row is None:

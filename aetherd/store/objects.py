@@ -323,10 +323,15 @@ class ObjectStore:
 
 def open_store(data_dir: Path) -> tuple[Database, ObjectStore]:
     from aetherd.store.blobs import SqliteBlobStore
-    from aetherd.store.schema import META_SCHEMA
+    from aetherd.store.schema import META_COLUMNS, META_SCHEMA
 
     data_dir.mkdir(parents=True, exist_ok=True)
     db = Database(data_dir / "meta.db", META_SCHEMA)
+    with db.write() as conn:
+        for table, column, definition in META_COLUMNS:
+            present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+            if column not in present:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
     blobs = SqliteBlobStore(data_dir / "blobs.db")
     objects = ObjectStore(db, blobs)
     objects.ensure_empty_tree()

@@ -194,7 +194,30 @@ CREATE TABLE IF NOT EXISTS approvals (
     decided_ns  INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS approvals_by_session ON approvals(session_id, id);
+
+-- API tokens (aetherd/services/tokens.py). Only a hash of the secret is kept;
+-- the bearer string is shown once, at creation. Checked on every request, so
+-- a revocation holds from its commit on.
+CREATE TABLE IF NOT EXISTS tokens (
+    id          TEXT PRIMARY KEY,   -- tok_<sortable id>, the bearer string's prefix
+    principal   TEXT NOT NULL,
+    scopes      TEXT NOT NULL DEFAULT '[]',  -- JSON list, see identity.proto
+    description TEXT NOT NULL DEFAULT '',
+    secret_hash TEXT NOT NULL,      -- SHA-256 hex of the whole bearer string
+    created_ns  INTEGER NOT NULL,
+    expires_ns  INTEGER NOT NULL DEFAULT 0,  -- 0: never
+    revoked_ns  INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS tokens_by_principal ON tokens(principal, id);
 """
+
+# Columns added after a table first shipped: (table, column, definition).
+# CREATE TABLE IF NOT EXISTS cannot add them to an existing meta.db; the store
+# adds each one that is missing when it opens (store/objects.py open_store).
+META_COLUMNS = (
+    # The authenticated principal that made the commit (`author` is free text).
+    ("commits", "committed_by", "TEXT NOT NULL DEFAULT ''"),
+)
 
 BLOB_SCHEMA = """
 -- Content-addressed chunks, shared by every session (dedup).

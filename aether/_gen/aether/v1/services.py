@@ -8,6 +8,7 @@ __all__ = (
     "CacheServiceStub",
     "EventServiceStub",
     "FileServiceStub",
+    "IdentityServiceStub",
     "ObservabilityServiceStub",
     "PersistenceServiceStub",
     "ReviewServiceStub",
@@ -17,6 +18,7 @@ __all__ = (
     "CacheServiceBase",
     "EventServiceBase",
     "FileServiceBase",
+    "IdentityServiceBase",
     "ObservabilityServiceBase",
     "PersistenceServiceBase",
     "ReviewServiceBase",
@@ -583,6 +585,88 @@ class FileServiceStub(betterproto2_grpclib.ServiceStub):
             "/aether.v1.FileService/ListChanges",
             message,
             ListChangesResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+
+class IdentityServiceStub(betterproto2_grpclib.ServiceStub):
+    """
+    Token management is for admins (the daemon's configured token, an "admin"
+    scope, or the unix-socket owner); WhoAmI is for everyone.
+    """
+
+    async def create_token(
+        self,
+        message: "CreateTokenRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "CreatedToken":
+
+        return await self._unary_unary(
+            "/aether.v1.IdentityService/CreateToken",
+            message,
+            CreatedToken,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def list_tokens(
+        self,
+        message: "ListTokensRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "ListTokensResponse":
+
+        return await self._unary_unary(
+            "/aether.v1.IdentityService/ListTokens",
+            message,
+            ListTokensResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def revoke_token(
+        self,
+        message: "RevokeTokenRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "Token":
+
+        return await self._unary_unary(
+            "/aether.v1.IdentityService/RevokeToken",
+            message,
+            Token,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def who_am_i(
+        self,
+        message: "WhoAmIRequest | None" = None,
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "Principal":
+
+        if message is None:
+            message = WhoAmIRequest()
+
+        return await self._unary_unary(
+            "/aether.v1.IdentityService/WhoAmI",
+            message,
+            Principal,
             timeout=timeout,
             deadline=deadline,
             metadata=metadata,
@@ -1772,6 +1856,85 @@ class FileServiceBase(betterproto2_grpclib.ServiceBase):
                 grpclib.const.Cardinality.UNARY_UNARY,
                 ListChangesRequest,
                 ListChangesResponse,
+            ),
+        }
+
+
+class IdentityServiceBase(betterproto2_grpclib.ServiceBase):
+    """
+    Token management is for admins (the daemon's configured token, an "admin"
+    scope, or the unix-socket owner); WhoAmI is for everyone.
+    """
+
+    async def create_token(self, message: "CreateTokenRequest") -> "CreatedToken":
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def list_tokens(self, message: "ListTokensRequest") -> "ListTokensResponse":
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def revoke_token(self, message: "RevokeTokenRequest") -> "Token":
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def who_am_i(self, message: "WhoAmIRequest") -> "Principal":
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def __rpc_create_token(
+        self, stream: "grpclib.server.Stream[CreateTokenRequest, CreatedToken]"
+    ) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        response = await self.create_token(request)
+        await stream.send_message(response)
+
+    async def __rpc_list_tokens(
+        self, stream: "grpclib.server.Stream[ListTokensRequest, ListTokensResponse]"
+    ) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        response = await self.list_tokens(request)
+        await stream.send_message(response)
+
+    async def __rpc_revoke_token(self, stream: "grpclib.server.Stream[RevokeTokenRequest, Token]") -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        response = await self.revoke_token(request)
+        await stream.send_message(response)
+
+    async def __rpc_who_am_i(self, stream: "grpclib.server.Stream[WhoAmIRequest, Principal]") -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        response = await self.who_am_i(request)
+        await stream.send_message(response)
+
+    def __mapping__(self) -> "dict[str, grpclib.const.Handler]":
+        return {
+            "/aether.v1.IdentityService/CreateToken": grpclib.const.Handler(
+                self.__rpc_create_token,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                CreateTokenRequest,
+                CreatedToken,
+            ),
+            "/aether.v1.IdentityService/ListTokens": grpclib.const.Handler(
+                self.__rpc_list_tokens,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                ListTokensRequest,
+                ListTokensResponse,
+            ),
+            "/aether.v1.IdentityService/RevokeToken": grpclib.const.Handler(
+                self.__rpc_revoke_token,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                RevokeTokenRequest,
+                Token,
+            ),
+            "/aether.v1.IdentityService/WhoAmI": grpclib.const.Handler(
+                self.__rpc_who_am_i,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                WhoAmIRequest,
+                Principal,
             ),
         }
 
