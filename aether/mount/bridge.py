@@ -37,10 +37,11 @@ from aether.errors import AetherError, Conflict, RangeNotSatisfiable
 log = logging.getLogger("aether.mount.bridge")
 
 RETRY_SECONDS = 15.0
-# Large files move in pieces: downloads as ranged reads of DOWNLOAD_PIECE; and
-# since the daemon takes request bodies up to 1 GiB, uploads as a first PUT and
-# then range writes of UPLOAD_PIECE, each conditional on the hash the last one
-# returned. (The environment overrides exist so tests can use small pieces.)
+# Large files move in pieces: downloads as ranged reads of DOWNLOAD_PIECE, and
+# uploads as requests of at most UPLOAD_PIECE bytes (the daemon takes bodies up
+# to 1 GiB; a piece is also what the mount holds in memory at once). Each
+# `Bridge` may be given its own; the environment overrides exist so tests can
+# run the multi-piece paths with small pieces.
 DOWNLOAD_PIECE = int(os.environ.get("AETHER_MOUNT_DOWNLOAD_PIECE") or 16 << 20)
 UPLOAD_PIECE = int(os.environ.get("AETHER_MOUNT_UPLOAD_PIECE") or 256 << 20)
 EMPTY_HASH = "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262"
@@ -63,6 +64,15 @@ class ConflictError(RemoteError):
     def __init__(self, cause: AetherError) -> None:
         super().__init__(errno.EEXIST, cause)
         self.current_hash = self.details.get("current_hash", "")
+        # A hidden upload in the session holding the losing content in full,
+        # when there is one (handles.py turns it into the conflict copy).
+        self.temp = ""
+
+
+def conflict(path: str, current_hash: str, why: str) -> ConflictError:
+    """A ConflictError for a condition the mount checked itself (the daemon's
+    rename has no If-Match)."""
+    return ConflictError(Conflict(f"{path!r} {why}", path=path, current_hash=current_hash))
 
 
 def errno_for(exc: AetherError) -> int:
@@ -142,10 +152,13 @@ class Bridge:
                          os.environ.get("AETHER_TOKEN") or None)
         return cls(target, session_id, at)
 
-    def __init__(self, target: Target, session_id: str, at: str = "") -> None:
+    def __init__(self, target: Target, session_id: str, at: str = "", *,
+                 upload_piece: int = 0, download_piece: int = 0) -> None:
         self.target = target
         self.session_id = session_id
         self.at = at
+        self.upload_piece = upload_piece or UPLOAD_PIECE
+        self.download_piece = download_piece or DOWNLOAD_PIECE
         self.client = AsyncClient(
             target.base_url, token=target.token, uds=target.uds,
             timeout=httpx.Timeout(120.0, connect=5.0, pool=30.0),
@@ -210,7 +223,8 @@ class Bridge:
             changed = False
             while offset < size:
                 p = await self._run(self.client.read_file, self.session_id, path, at=self.at,
-                                    offset=offset, length=min(DOWNLOAD_PIECE, size - offset),
+                                    offset=offset,
+                                    length=min(self.download_piece, size - offset),
                                     read=True)
                 if p.hash != content_hash or not p.data:
                     changed = True
@@ -226,7 +240,7 @@ class Bridge:
     async def _first_piece(self, path: str) -> pb.ReadFileResponse:
         try:
             return await self._run(self.client.read_file, self.session_id, path, at=self.at,
-                                   offset=0, length=DOWNLOAD_PIECE, read=True)
+                                   offset=0, length=self.download_piece, read=True)
         except RemoteError as exc:
             if exc.code != RangeNotSatisfiable.code:
                 raise
@@ -236,23 +250,12 @@ class Bridge:
 
     # ---- writes
 
-    async def write_file(self, path: str, data: bytes | memoryview, if_match: str,
-                         mode: int) -> Entry:
-        """Replace a file's content, conditionally (`if_match`: a hash, or "!" for
-        "must not exist"). ConflictError when the condition fails."""
-        if len(data) <= UPLOAD_PIECE:
-            info = await self._run(self.client.write_file, self.session_id, path, bytes(data),
-                                   if_match=if_match, mode=mode, create_parents=False)
-            return Entry.from_info(info)
-        info = await self._run(self.client.write_file, self.session_id, path,
-                               bytes(data[:UPLOAD_PIECE]), if_match=if_match, mode=mode,
-                               create_parents=False)
-        offset = UPLOAD_PIECE
-        while offset < len(data):
-            piece = bytes(data[offset:offset + UPLOAD_PIECE])
-            info = await self._run(self.client.write_range, self.session_id, path, piece,
-                                   offset, if_match=info.hash)
-            offset += len(piece)
+    async def write_file(self, path: str, data: bytes, if_match: str, mode: int) -> Entry:
+        """Replace a file's content in one request, conditionally (`if_match`: a
+        hash, "*" for "must exist", "!" for "must not exist"). ConflictError when
+        the condition fails. Callers keep `data` within `upload_piece`."""
+        info = await self._run(self.client.write_file, self.session_id, path, data,
+                               if_match=if_match, mode=mode, create_parents=False)
         return Entry.from_info(info)
 
     async def write_range(self, path: str, data: bytes, offset: int, if_match: str) -> Entry:
@@ -271,8 +274,17 @@ class Bridge:
     async def rmdir(self, path: str) -> None:
         await self._run(self.client.rmdir, self.session_id, path)
 
-    async def rename(self, src: str, dst: str, overwrite: bool) -> None:
-        await self._run(self.client.rename, self.session_id, src, dst, overwrite=overwrite)
+    async def rename(self, src: str, dst: str, overwrite: bool) -> Entry:
+        """Move a path. The daemon's rename has no If-Match: `overwrite` is the
+        only condition it can check (False: the destination must not exist)."""
+        return Entry.from_info(await self._run(self.client.rename, self.session_id, src, dst,
+                                               overwrite=overwrite))
+
+    async def copy(self, src: str, dst: str) -> Entry:
+        """Copy a file to a path that must not exist (no content moves: the
+        daemon shares it)."""
+        return Entry.from_info(await self._run(self.client.copy, self.session_id, src, dst,
+                                               overwrite=False))
 
     async def symlink(self, path: str, target: str) -> Entry:
         return Entry.from_info(await self._run(self.client.symlink, self.session_id, path,
@@ -346,4 +358,4 @@ def _write_at(fd: int, data: bytes, offset: int) -> None:
 
 
 __all__ = ["Bridge", "ConflictError", "EMPTY_HASH", "Entry", "Event", "RemoteError",
-           "errno_for"]
+           "conflict", "errno_for"]

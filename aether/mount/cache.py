@@ -8,10 +8,18 @@ atomic rename, and an entry that vanished (another mount evicted it) is simply
 fetched again. Open files keep reading an evicted entry through their file
 descriptor, so eviction never breaks a reader.
 
+Eviction takes an entry's name away at once, with a rename into trash/ (a
+metadata update), and leaves the unlink, which frees the blocks and can take
+long for a large file, to a worker thread (`reaper`, a task of the mount). Since the name is gone
+before any await, a read of the same content at that moment either already
+holds a file descriptor (and keeps reading) or misses and fetches it again,
+and a new entry for that hash is a new file the pending unlink cannot touch.
+
 Layout under the cache directory:
 
     blobs/ab/abcdef...   one file per content hash
     tmp/                 downloads in progress
+    trash/               evicted entries waiting to be unlinked
     staging/<pid>/       content being changed through a mount (handles.Staging)
     lost+found/<pid>/    staging files of a mount that died before writing them back
 """
@@ -25,6 +33,7 @@ import shutil
 import tempfile
 from collections import OrderedDict
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger("aether.mount.cache")
 
@@ -55,6 +64,10 @@ class BlobCache:
         self.limit = limit
         self.blobs = root / "blobs"
         self.tmp = root / "tmp"
+        self.trash = root / "trash"
+        self._doomed: list[str] = []  # in trash/, to unlink off the trio thread
+        self._trashed = 0
+        self._wake: Any = None  # a trio.Event while the reaper waits
         self.staging_dir = root / "staging" / str(os.getpid())
         self._lru: OrderedDict[str, int] = OrderedDict()
         self.used = 0
@@ -62,9 +75,12 @@ class BlobCache:
         self.misses = 0
 
     def open(self) -> BlobCache:
-        for d in (self.blobs, self.tmp, self.staging_dir):
+        for d in (self.blobs, self.tmp, self.trash, self.staging_dir):
             d.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._clean_dead_staging()
+        # Left by a mount that ended before its reaper ran (or by one running now,
+        # which ignores a file that is already gone).
+        self._doomed.extend(str(f) for f in self.trash.iterdir())
         found: list[tuple[float, str, int]] = []
         for sub in self.blobs.iterdir():
             if not sub.is_dir():
@@ -135,7 +151,13 @@ class BlobCache:
         p = self.path(content_hash)
         p.parent.mkdir(exist_ok=True, mode=0o700)
         size = os.stat(tmp_path).st_size
-        os.replace(tmp_path, p)
+        if p.exists():
+            # The same content is there already. Replacing it would free the old
+            # file's blocks inside the rename, on this thread: drop the new copy
+            # the way eviction drops files instead.
+            self._trash(tmp_path)
+        else:
+            os.replace(tmp_path, p)
         if content_hash in self._lru:
             self.used -= self._lru.pop(content_hash)
         self._account(content_hash, size)
@@ -148,15 +170,55 @@ class BlobCache:
 
     def evict(self) -> None:
         """Drop least recently used entries until the cache fits its limit (the
-        newest entry stays even when it alone is over the limit)."""
+        newest entry stays even when it alone is over the limit). Their files
+        move to trash/; `reap` unlinks them."""
         while self.used > self.limit and len(self._lru) > 1:
             h, size = self._lru.popitem(last=False)
             self.used -= size
-            try:
-                os.unlink(self.path(h))
-            except FileNotFoundError:
-                pass
+            self._trash(self.path(h))  # (gone already: evicted by another mount)
             log.debug("evicted %s (%d bytes)", h, size)
+
+    def _trash(self, path: str | Path) -> None:
+        """Take a file's name away now; `reaper` unlinks it on a worker thread."""
+        self._trashed += 1
+        doomed = self.trash / f"{os.getpid()}-{self._trashed}"
+        try:
+            os.rename(path, doomed)
+        except FileNotFoundError:
+            return
+        self._doomed.append(str(doomed))
+        if self._wake is not None:
+            self._wake.set()
+
+    async def reaper(self) -> None:
+        """Unlink evicted files as they come (run it in a nursery)."""
+        import trio
+
+        while True:
+            if not self._doomed:
+                self._wake = trio.Event()
+                await self._wake.wait()
+                self._wake = None
+            await self.reap()
+
+    async def reap(self) -> None:
+        """Unlink the evicted files now, on a worker thread."""
+        if not self._doomed:
+            return
+        import trio  # here, not at the top: the CLI imports this module without trio
+
+        doomed, self._doomed = self._doomed, []
+        await trio.to_thread.run_sync(_unlink_all, doomed)
 
     def __len__(self) -> int:
         return len(self._lru)
+
+
+def _unlink_all(paths: list[str]) -> None:
+    for p in paths:
+        try:
+            os.unlink(p)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            log.warning("could not delete the evicted cache file %s: %s", p, exc)

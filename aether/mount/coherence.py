@@ -34,6 +34,7 @@ from aether.mount.inodes import DIR, FILE, SYMLINK, InodeTable, Node, now_ns
 log = logging.getLogger("aether.mount.coherence")
 
 ECHO_TTL = 30.0
+ECHO_LIMIT = 100_000
 COALESCE_SECONDS = 0.01
 # Events that say nothing about files.
 _IGNORED_PREFIXES = ("checkpoint.", "commit.", "cache.", "comment.", "annotation.",
@@ -41,18 +42,53 @@ _IGNORED_PREFIXES = ("checkpoint.", "commit.", "cache.", "comment.", "annotation
 
 
 class Echoes:
-    """Changes this mount made itself, so their events are not fetched again."""
+    """Changes this mount made itself, so their events are not fetched again.
 
-    def __init__(self) -> None:
+    An expectation nobody consumes (its event never came, or came while the
+    stream was down and was skipped by a full refresh) expires after `ttl`.
+    Expired ones are dropped as new ones are added, so the table is bounded
+    by what the mount changes in `ttl` seconds (and by `limit`) even when no
+    event arrives at all. Dropping one early only costs a refetch."""
+
+    def __init__(self, ttl: float = ECHO_TTL, limit: int = ECHO_LIMIT) -> None:
+        self.ttl = ttl
+        self.limit = limit
         self._pending: dict[tuple[str, str], deque[float]] = defaultdict(deque)
+        # Every expectation in the order made (so by deadline: the TTL is fixed).
+        # Entries already consumed or cancelled stay until pruned: pruning
+        # re-checks the key's own deque, so they are harmless.
+        self._order: deque[tuple[float, tuple[str, str]]] = deque()
+        self._count = 0
+
+    def __len__(self) -> int:
+        return self._count
 
     def expect(self, type_: str, path: str) -> None:
-        self._pending[(type_, path)].append(time.monotonic() + ECHO_TTL)
+        now = time.monotonic()
+        self._prune(now)
+        key = (type_, path)
+        deadline = now + self.ttl
+        self._pending[key].append(deadline)
+        self._order.append((deadline, key))
+        self._count += 1
+
+    def _prune(self, now: float) -> None:
+        order = self._order
+        while order and (order[0][0] < now or self._count >= self.limit
+                         or len(order) > 2 * self.limit):
+            deadline, key = order.popleft()
+            q = self._pending.get(key)
+            if q and q[0] <= deadline:
+                q.popleft()
+                self._count -= 1
+                if not q:
+                    del self._pending[key]
 
     def cancel(self, type_: str, path: str) -> None:
         q = self._pending.get((type_, path))
         if q:
             q.pop()
+            self._count -= 1
             if not q:
                 del self._pending[(type_, path)]
 
@@ -61,10 +97,12 @@ class Echoes:
         now = time.monotonic()
         while q and q[0] < now:
             q.popleft()
+            self._count -= 1
         if not q:
             self._pending.pop((type_, path), None)
             return False
         q.popleft()
+        self._count -= 1
         if not q:
             del self._pending[(type_, path)]
         return True
@@ -133,7 +171,7 @@ def merge(table: InodeTable, notifier: Notifier, d: Node, entries: list[Entry]) 
     """Bring a loaded directory in line with a fresh listing; returns the number of
     changes (each one invalidated in the kernel)."""
     assert d.children is not None
-    remote = {e.name: e for e in entries}
+    remote = {e.name: e for e in table.visible(d, entries)}
     changes = 0
     for name, child in list(d.children.items()):
         e = remote.get(name)

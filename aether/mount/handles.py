@@ -10,6 +10,15 @@ daemon as one conditional write:
     If-Match: the hash this mount last saw for the file ("must not exist" for a
     file created here)
 
+Content larger than one upload piece cannot go in one request. It is uploaded
+piece by piece, streamed from the staging file, to a hidden temporary name in
+the same directory (`.<name>.aether-upload-<random>`), then renamed over the
+file, so the daemon never shows a partial file and a failure midway leaves
+the file as it was (the temporary is deleted). The daemon's rename has no
+If-Match: the mount checks the hash with a stat just before the rename, which
+leaves one round trip in which a write from elsewhere is replaced without a
+conflict copy (docs/mount.md, "Writes").
+
 The conflict rule: **the first write-back to reach the daemon wins**. When the
 condition fails (the file was changed or deleted through the API or another
 mount since this mount last saw it), the local version is saved beside it as
@@ -25,23 +34,47 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import secrets
 import shutil
 import tempfile
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import trio
 
-from aether.mount.bridge import EMPTY_HASH, Bridge, ConflictError, Entry, RemoteError
+from aether.mount.bridge import (
+    EMPTY_HASH,
+    RETRY_SECONDS,
+    Bridge,
+    ConflictError,
+    Entry,
+    RemoteError,
+    conflict,
+)
 from aether.mount.cache import BlobCache
-from aether.mount.inodes import FILE, InodeTable, Node, now_ns
+from aether.mount.inodes import DIR, FILE, InodeTable, Node, now_ns
 
 log = logging.getLogger("aether.mount.files")
 
 # Files at least this large whose changes cover at most half of them are written
-# back as one range write of the changed span instead of the whole content.
-RANGE_WRITE_MIN_SIZE = 4 << 20
+# back as a range write of the changed span instead of the whole content. (The
+# environment override lets tests reach this path with small files.)
+RANGE_WRITE_MIN_SIZE = int(os.environ.get("AETHER_MOUNT_RANGE_WRITE_MIN") or 4 << 20)
 INLINE_READ_MAX = 256 << 10
+# Uploads too large for one request go to a hidden name first (see the module doc).
+TEMP_MARK = ".aether-upload-"
+
+
+def temp_name(name: str) -> str:
+    # Short enough for the 255-byte name limit whatever the file's name; random,
+    # so mounts on other hosts never pick the same one.
+    stem = name.encode()[:96].decode("utf-8", "ignore")
+    return f".{stem}{TEMP_MARK}{secrets.token_hex(6)}"
+
+
+def _join(parent: str, name: str) -> str:
+    return f"{parent}/{name}" if parent else name
 
 
 class Staging:
@@ -63,16 +96,6 @@ class Staging:
 
     def size(self) -> int:
         return os.fstat(self.fd).st_size
-
-    def read_all(self) -> bytes:
-        size = self.size()
-        out = bytearray()
-        while len(out) < size:
-            piece = os.pread(self.fd, min(size - len(out), 64 << 20), len(out))
-            if not piece:
-                break
-            out += piece
-        return bytes(out)
 
     def close(self) -> None:
         if self.fd >= 0:
@@ -123,6 +146,9 @@ class Files:
         self.conflicts = 0
         self.writebacks = 0
         self.range_writebacks = 0
+        # Temporaries whose removal failed (the daemon was unreachable): removed
+        # before the next one is made, and at unmount.
+        self.orphans: set[str] = set()
 
     # ---- handles
 
@@ -280,6 +306,186 @@ class Files:
             return None
         return node.span_lo, length
 
+    # ---- sending content
+
+    async def _echoed(self, type_: str, path: str, fn: Callable[..., Awaitable[Entry]],
+                      *args: object) -> Entry:
+        """One daemon change whose event this mount will recognise as its own."""
+        if self.echoes is not None:
+            self.echoes.expect(type_, path)
+        try:
+            return await fn(*args)
+        except BaseException:
+            if self.echoes is not None:
+                self.echoes.cancel(type_, path)
+            raise
+
+    async def send(self, path: str, fd: int, size: int, if_match: str, mode: int,
+                   plan: tuple[int, int] | None = None, *, keep_temp: bool = False) -> Entry:
+        """Make the daemon's `path` hold the first `size` bytes of `fd` (with a
+        `plan` (offset, length): its current content with that span of `fd`
+        written over it), conditional on `if_match` (a hash, "*" or "!").
+
+        What fits one upload piece is one request; anything larger goes through
+        a hidden temporary (`_via_temp`). On a ConflictError with `keep_temp`,
+        `exc.temp` names a temporary holding the whole new content, which the
+        caller now owns; otherwise no temporary outlives the call."""
+        piece = self.bridge.upload_piece
+        if plan is not None:
+            off, length = plan
+            if length <= piece:
+                data = await trio.to_thread.run_sync(_pread_all, fd, length, off)
+                entry = await self._echoed("file.written", path, self.bridge.write_range,
+                                           path, data, off, if_match)
+            else:
+                entry = await self._via_temp(path, fd, if_match, mode, off, off + length,
+                                             from_copy=True, keep_temp=keep_temp)
+            self.range_writebacks += 1
+            return entry
+        if size <= piece:
+            # small files are read inline: a thread hop costs more than the read
+            data = b"" if size == 0 else _pread_all(fd, size, 0) if size <= INLINE_READ_MAX \
+                else await trio.to_thread.run_sync(_pread_all, fd, size, 0)
+            return await self._echoed("file.written", path, self.bridge.write_file,
+                                      path, data, if_match, mode)
+        return await self._via_temp(path, fd, if_match, mode, 0, size, from_copy=False,
+                                    keep_temp=keep_temp)
+
+    async def _via_temp(self, path: str, fd: int, if_match: str, mode: int, lo: int, hi: int,
+                        *, from_copy: bool, keep_temp: bool) -> Entry:
+        """Build the new content under a hidden name beside `path`, then rename it
+        over `path`. The temporary starts as the first piece of `fd` (a whole
+        upload) or as a copy of `path` (a range write: the daemon shares the
+        content, nothing is sent); the bytes of `fd` in [lo, hi) follow, one
+        piece in memory at a time, each range write conditional on the hash the
+        last one returned."""
+        await self.reap_orphans()
+        if not from_copy:
+            await self._check(path, if_match)  # a conflict known now costs no upload
+        parent, _, name = path.rpartition("/")
+        piece = self.bridge.upload_piece
+        tmp = ""
+        complete = False
+        try:
+            for _ in range(5):
+                tmp = _join(parent, temp_name(name))
+                self.table.hidden.add(tmp)
+                try:
+                    if from_copy:
+                        info = await self._echoed("path.copied", tmp, self.bridge.copy,
+                                                  path, tmp)
+                        off = lo
+                    else:
+                        first = await trio.to_thread.run_sync(_pread_all, fd,
+                                                              min(piece, hi), 0)
+                        info = await self._echoed("file.written", tmp, self.bridge.write_file,
+                                                  tmp, first, "!", mode)
+                        off = len(first)
+                    break
+                except RemoteError as exc:
+                    self.table.hidden.discard(tmp)
+                    tmp = ""
+                    if from_copy and exc.errno == errno.ENOENT:
+                        raise conflict(path, "", "was deleted") from None
+                    if exc.errno != errno.EEXIST:  # (EEXIST: the name is taken: another)
+                        raise
+            else:
+                raise OSError(errno.EEXIST, f"no free temporary name beside {path!r}")
+            if from_copy and info.hash != if_match:
+                raise conflict(path, info.hash, "changed")
+            while off < hi:
+                data = await trio.to_thread.run_sync(_pread_all, fd, min(piece, hi - off), off)
+                if not data:
+                    break  # cut meanwhile: the node is dirty again, the next write-back sends it
+                try:
+                    info = await self._echoed("file.written", tmp, self.bridge.write_range,
+                                              tmp, data, off, info.hash)
+                except ConflictError:
+                    raise OSError(errno.EIO, f"{tmp!r} was changed by someone else while "
+                                  "this mount uploaded to it") from None
+                off += len(data)
+            complete = True
+            if if_match == "!":
+                try:
+                    entry = await self._echoed("path.renamed", path, self.bridge.rename,
+                                               tmp, path, False)
+                except ConflictError:
+                    raise
+                except RemoteError as exc:
+                    if exc.errno != errno.EEXIST:
+                        raise
+                    raise conflict(path, "", "was created meanwhile") from None
+            else:
+                # The daemon's rename cannot check the file's hash itself: check it
+                # here. A write from elsewhere that lands between this stat and the
+                # rename is replaced without a conflict copy (one round trip).
+                await self._check(path, if_match)
+                entry = await self._echoed("path.renamed", path, self.bridge.rename,
+                                           tmp, path, True)
+            self.table.hidden.discard(tmp)
+            tmp = ""
+            if entry.hash != info.hash:
+                # Someone wrote to the temporary between the last piece and the
+                # rename. The node stays dirty on its old hash, so the next
+                # write-back meets a conflict and keeps this mount's version.
+                raise OSError(errno.EIO, f"the upload of {path!r} was changed by someone "
+                              "else before it was renamed into place")
+            return entry
+        except ConflictError as exc:
+            if complete and keep_temp and tmp:
+                exc.temp, tmp = tmp, ""
+            raise
+        finally:
+            if tmp:
+                await self.remove_temp(tmp)
+
+    async def _check(self, path: str, if_match: str) -> None:
+        """Raise ConflictError unless `path` is as `if_match` expects."""
+        try:
+            e = Entry.from_info(await self.bridge.stat(path))
+        except RemoteError as exc:
+            if exc.errno != errno.ENOENT:
+                raise
+            if if_match != "!":
+                raise conflict(path, "", "was deleted") from None
+            return
+        if if_match == "!":
+            raise conflict(path, e.hash, "exists")
+        if e.kind == DIR:
+            raise OSError(errno.EISDIR, f"{path!r} is a directory now")
+        if e.kind != FILE or (if_match != "*" and e.hash != if_match):
+            raise conflict(path, e.hash, "changed")
+
+    async def remove_temp(self, tmp: str) -> None:
+        """Delete an upload temporary (a cancelled caller still waits for it);
+        one that cannot be deleted now is remembered and retried."""
+        with trio.move_on_after(RETRY_SECONDS + 5) as scope:
+            scope.shield = True
+            try:
+                await self._echoed("file.deleted", tmp, self.bridge.delete_file, tmp)
+            except RemoteError as exc:
+                if exc.errno != errno.ENOENT:
+                    self._orphan(tmp, exc)
+                    return
+            except OSError as exc:
+                self._orphan(tmp, exc)
+                return
+        if scope.cancelled_caught:
+            self._orphan(tmp, "timed out")
+            return
+        self.orphans.discard(tmp)
+        self.table.hidden.discard(tmp)
+
+    def _orphan(self, tmp: str, why: object) -> None:
+        if tmp not in self.orphans:
+            log.warning("could not delete the upload temporary %s (%s); trying again later",
+                        tmp, why)
+        self.orphans.add(tmp)
+
+    async def reap_orphans(self) -> None:
+        for tmp in list(self.orphans):
+            await self.remove_temp(tmp)
+
     # ---- write-back
 
     async def writeback(self, node: Node) -> None:
@@ -299,31 +505,23 @@ class Files:
                     node.dirty = False
                     return
                 if_match = node.hash if node.remote and node.hash else "!"
-                if self.echoes is not None:
-                    self.echoes.expect("file.written", path)
                 try:
-                    if plan is not None:
-                        off, length = plan
-                        piece = await trio.to_thread.run_sync(_pread_all, st.fd, length, off)
-                        entry = await self.bridge.write_range(path, piece, off, if_match)
-                        self.range_writebacks += 1
-                    else:
-                        # small files are read inline: a thread hop costs more than the read
-                        data = st.read_all() if size <= INLINE_READ_MAX else \
-                            await trio.to_thread.run_sync(st.read_all)
-                        entry = await self.bridge.write_file(path, data, if_match, node.mode)
+                    entry = await self.send(path, st.fd, size, if_match, node.mode, plan,
+                                            keep_temp=True)
                 except ConflictError as exc:
-                    if self.echoes is not None:
-                        self.echoes.cancel("file.written", path)
                     # Take the losing content out of the node before any await: a
                     # write arriving meanwhile must start a new staging file (on the
                     # daemon's version, once we hold no lock) instead of landing in
                     # the one that becomes the conflict copy and is then discarded.
                     node.staging = None
                     node.dirty = False
+                    # The uploaded temporary is the losing version only if nothing
+                    # was written while it was sent.
+                    usable = exc.temp if node.data_gen == gen else ""
                     try:
-                        data = await trio.to_thread.run_sync(st.read_all)
-                        await self._conflict(node, path, data, exc)
+                        if exc.temp and not usable:
+                            await self.remove_temp(exc.temp)
+                        await self._conflict(node, path, st, usable)
                     except BaseException:
                         # Never lose it: the staging file stays on disk, and the
                         # next mount with this cache directory moves it to
@@ -335,8 +533,6 @@ class Files:
                     st.discard()
                     return
                 except BaseException as exc:
-                    if self.echoes is not None:
-                        self.echoes.cancel("file.written", path)
                     if isinstance(exc, OSError):
                         log.warning("write-back of %s failed (%s); its content stays in %s and "
                                     "is tried again on the next flush, fsync, close or unmount",
@@ -364,28 +560,42 @@ class Files:
             if node.unlinked:
                 self.table.maybe_drop(node)
 
-    async def _conflict(self, node: Node, path: str, data: bytes, exc: ConflictError) -> None:
-        """Keep the local version as a conflict copy; show the daemon's version."""
+    async def _conflict(self, node: Node, path: str, st: Staging, temp: str) -> None:
+        """Keep the local version (the staging file `st`, or the uploaded
+        temporary `temp` holding the same bytes) as a conflict copy; show the
+        daemon's version."""
         self.conflicts += 1
         parent = node.parent
         assert parent is not None and parent.children is not None
         parent_path = self.table.path(parent)
-        for n in range(1, 1000):
-            name = f"{node.name}.conflict-{self.conflict_tag}-{n}"
-            if name in parent.children:
-                continue
-            cpath = f"{parent_path}/{name}" if parent_path else name
-            if self.echoes is not None:
-                self.echoes.expect("file.written", cpath)
-            try:
-                entry = await self.bridge.write_file(cpath, data, "!", node.mode)
-            except ConflictError:
-                if self.echoes is not None:
-                    self.echoes.cancel("file.written", cpath)
-                continue
-            break
-        else:  # pragma: no cover - a thousand conflict copies of one file
-            raise OSError(errno.EIO, f"{path}: too many conflict copies")
+        try:
+            for n in range(1, 1000):
+                name = f"{node.name}.conflict-{self.conflict_tag}-{n}"
+                if name in parent.children:
+                    continue
+                cpath = _join(parent_path, name)
+                try:
+                    if temp:
+                        entry = await self._echoed("path.renamed", cpath, self.bridge.rename,
+                                                   temp, cpath, False)
+                        self.table.hidden.discard(temp)
+                        temp = ""
+                    else:
+                        entry = await self.send(cpath, st.fd, st.size(), "!", node.mode,
+                                                keep_temp=True)
+                except ConflictError as exc:
+                    temp = temp or exc.temp  # uploaded in full: rename it, not again
+                    continue
+                except RemoteError as exc:
+                    if exc.errno != errno.EEXIST:
+                        raise
+                    continue
+                break
+            else:  # pragma: no cover - a thousand conflict copies of one file
+                raise OSError(errno.EIO, f"{path}: too many conflict copies")
+        finally:
+            if temp:
+                await self.remove_temp(temp)
         log.warning("write-back conflict on %s: it changed in the session since this mount "
                     "read it; the daemon's version stays, this mount's is saved as %s",
                     path, cpath)
@@ -398,40 +608,79 @@ class Files:
             self.notifier.entry(parent.ino, name)
         # The node now shows the daemon's version (or disappears with it); the
         # caller has already taken the losing content out of it.
-        try:
-            info = await self.bridge.stat(path)
-        except RemoteError as err:
-            if err.errno != errno.ENOENT:
-                raise
+        if not await self._adopt(node, path):
             self.table.detach(node)
             if self.notifier is not None:
                 self.notifier.entry(parent.ino, node.name)
-            return
-        e = Entry.from_info(info)
+
+    async def _adopt(self, node: Node, path: str) -> bool:
+        """Take the daemon's current version of a clean file (as a refresh would);
+        False when it is gone."""
+        try:
+            e = Entry.from_info(await self.bridge.stat(path))
+        except RemoteError as err:
+            if err.errno != errno.ENOENT:
+                raise
+            return False
+        content = e.hash != node.hash
+        if content and node.staging is not None and not node.dirty:
+            # clean but stale: it must not become the base of the next write
+            node.staging.discard()
+            node.staging = None
         node.hash, node.size, node.mode, node.remote = e.hash, e.size, e.mode, True
         node.mtime_ns = e.mtime_ns or node.mtime_ns
         if self.notifier is not None:
-            self.notifier.inode(node.ino, attr_only=node.opens > 0)
+            self.notifier.inode(node.ino, attr_only=not content or node.opens > 0)
+        return True
 
-    async def rewrite_mode(self, node: Node) -> None:
-        """chmod of a clean file: the daemon keeps a mode only with content, so
-        write the same content again with the new mode."""
-        fd = await self.blob_fd(node)
-        try:
-            data = b"" if fd is None else await trio.to_thread.run_sync(_read_fd, fd)
-        finally:
-            if fd is not None:
-                os.close(fd)
-        path = self.table.path(node)
-        if self.echoes is not None:
-            self.echoes.expect("file.written", path)
-        try:
-            entry = await self.bridge.write_file(path, data, node.hash or "*", node.mode)
-        except BaseException:
-            if self.echoes is not None:
-                self.echoes.cancel("file.written", path)
-            raise
-        node.hash = entry.hash
+    async def chmod(self, node: Node, mode: int) -> None:
+        """chmod, under the node lock a write-back takes, so the two never
+        interleave. A dirty or new file takes the mode with its next write-back;
+        for a clean file the daemon keeps a mode only with content, so the same
+        content is written again with the new mode (deduplicated: it costs a
+        request, not storage). The local mode changes only once the daemon has
+        it; if the file changed in the session meanwhile, its new content is
+        fetched and the chmod applied to that."""
+        async with node.lock:
+            if mode == node.mode:
+                return
+            if node.kind != FILE or node.dirty or not node.remote or node.unlinked:
+                node.mode = mode  # sent with the content (or kept locally: docs/mount.md)
+                return
+            for _attempt in range(3):
+                path = self.table.path(node)
+                st = node.staging
+                if st is not None and st.content_hash and st.content_hash == node.hash:
+                    fd: int | None = st.fd
+                    own = False
+                else:
+                    fd = await self.blob_fd(node)
+                    own = True
+                try:
+                    size = 0 if fd is None else os.fstat(fd).st_size
+                    entry = await self.send(path, -1 if fd is None else fd, size,
+                                            node.hash or "*", mode)
+                except ConflictError:
+                    if node.dirty:
+                        # Written to meanwhile: its write-back sends the mode, and
+                        # meets the conflict itself (adopting the daemon's hash
+                        # here would let it overwrite the other change silently).
+                        node.mode = mode
+                        return
+                    log.info("%s changed in the session during a chmod; applying it to "
+                             "the new content", path)
+                    if not await self._adopt(node, path):
+                        raise OSError(errno.ENOENT, f"{path} was deleted") from None
+                    if node.mode == mode:
+                        return
+                    continue
+                finally:
+                    if own and fd is not None:
+                        os.close(fd)
+                node.mode = mode
+                node.hash = entry.hash
+                return
+            raise OSError(errno.EAGAIN, f"{path} keeps changing; chmod not applied")
 
     async def release(self, fh: int) -> None:
         h = self.handles.get(fh)
@@ -471,6 +720,10 @@ class Files:
                 log.exception("write-back of %s failed at unmount; its content stays in %s",
                               self.table.path(node),
                               node.staging.path if node.staging else "?")
+        await self.reap_orphans()
+        for tmp in self.orphans:
+            log.error("the upload temporary %s could not be deleted; it stays in the session",
+                      tmp)
 
     def close_all(self) -> None:
         """At exit: close everything; staging files of clean nodes go, dirty
@@ -491,20 +744,14 @@ class Files:
 
 
 def _pread_all(fd: int, length: int, offset: int) -> bytes:
-    out = bytearray()
+    # One pread is one allocation: a piece is held once, not twice (a regular
+    # file answers in full unless at its end; 2 GiB is Linux's cap per call).
+    data = os.pread(fd, length, offset)
+    if len(data) == length or not data:
+        return data
+    out = bytearray(data)
     while len(out) < length:
-        piece = os.pread(fd, min(length - len(out), 64 << 20), offset + len(out))
-        if not piece:
-            break
-        out += piece
-    return bytes(out)
-
-
-def _read_fd(fd: int) -> bytes:
-    size = os.fstat(fd).st_size
-    out = bytearray()
-    while len(out) < size:
-        piece = os.pread(fd, size - len(out), len(out))
+        piece = os.pread(fd, length - len(out), offset + len(out))
         if not piece:
             break
         out += piece

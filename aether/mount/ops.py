@@ -162,7 +162,7 @@ class Operations(pyfuse3.Operations):
                 entries = await self.bridge.list_dir(self.table.path(d))
                 if d.children is None:
                     d.children = {}
-                    for e in entries:
+                    for e in self.table.visible(d, entries):
                         add_entry(self.table, d, e)
             finally:
                 del self._loading[d.ino]
@@ -249,10 +249,10 @@ class Operations(pyfuse3.Operations):
                 await self.files.writeback(node)
         if fields.update_mode:
             mode = attr.st_mode & 0o7777
-            if mode != node.mode and node.kind != SYMLINK:
+            if node.kind == FILE:
+                await self.files.chmod(node, mode)
+            elif node.kind == DIR:
                 node.mode = mode
-                if node.kind == FILE and node.remote and not node.dirty:
-                    await self.files.rewrite_mode(node)
         if fields.update_uid:
             node.uid = attr.st_uid
         if fields.update_gid:

@@ -109,6 +109,7 @@ async def _serve(cfg: MountConfig, st: mount_state.MountState) -> int:
         read_only = cfg.read_only or bool(cfg.at) or archived
         cursor = 0 if cfg.at else await bridge.head_cursor()
         cache = BlobCache(_path(cfg.cache_dir), cfg.cache_size).open()
+        await cache.reap()
         label = f"{cfg.session}@{cfg.at}" if cfg.at else cfg.session
         tag = f"{socket.gethostname().split('.')[0]}-{os.getpid()}"
         ops = Operations(bridge, cache, session_label=label, read_only=read_only,
@@ -127,12 +128,14 @@ async def _serve(cfg: MountConfig, st: mount_state.MountState) -> int:
                     nursery.start_soon(coherence.run)
                 nursery.start_soon(_signals)
                 nursery.start_soon(_report, ops, cache, st)
+                nursery.start_soon(cache.reaper)
                 await pyfuse3.main()
                 nursery.cancel_scope.cancel()
             st.state = "unmounting"
             st.write()
             log.info("unmounted; writing back what is still dirty")
             await ops.files.flush_all()
+            await cache.reap()
         finally:
             ops.notifier.stop()
             ops.files.close_all()
