@@ -16,12 +16,15 @@ from aetherd.api.review import ReviewApi
 from aetherd.api.templates import TemplatesApi
 from aetherd.auth.authenticate import Authenticator
 from aetherd.auth.guard import Guard, install
-from aetherd.config import Config
+from aetherd.auth.ratelimit import RateLimiter
+from aetherd.config import Config, install_limits
 from aetherd.services.files import Files
 from aetherd.services.persistence import Persistence
+from aetherd.services.retention import Retention
 from aetherd.services.sessions import Sessions
 from aetherd.services.state import Store
 from aetherd.services.tokens import Tokens
+from aetherd.services.tombstones import Tombstones
 
 
 @dataclass
@@ -31,6 +34,7 @@ class Daemon:
     runner: Runner
     api: Api
     authenticator: Authenticator
+    retention: Retention
 
     def close(self) -> None:
         self.runner.shutdown()
@@ -40,14 +44,19 @@ class Daemon:
 def open_daemon(config: Config) -> Daemon:
     """Build the daemon's objects. Called from inside the event loop that will
     serve them, so live followers are woken on that loop."""
+    # The services read the limits process-wide (aetherd/config.py `limits()`);
+    # Config.load installs them for the daemon, this for daemons built in-process.
+    install_limits(config.limits)
     store = Store(config.data_dir)
     try:
         store.hub.bind(asyncio.get_running_loop())
     except RuntimeError:  # no loop (maintenance tools): nobody follows live
         pass
     runner = Runner()
+    tombstones = Tombstones(store, config.tombstone_retention_seconds)
     sessions = Sessions(store, config.import_roots,
-                        host_paths_allowed=bool(config.import_roots) or not config.has_tcp_listener)
+                        host_paths_allowed=bool(config.import_roots) or not config.has_tcp_listener,
+                        tombstones=tombstones)
     files = Files(store, sessions)
     persistence = Persistence(store, sessions)
     tokens = Tokens(store)
@@ -64,4 +73,6 @@ def open_daemon(config: Config) -> Daemon:
         identity=IdentityApi(tokens, runner),
     )
     install(api, Guard(store.db))
-    return Daemon(config, store, runner, api, Authenticator(tokens, config.token))
+    limiter = RateLimiter(config.rate_limit_per_second, config.rate_limit_burst)
+    return Daemon(config, store, runner, api, Authenticator(tokens, config.token, limiter),
+                  Retention(sessions, tombstones))

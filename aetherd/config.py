@@ -10,6 +10,56 @@ from pathlib import Path
 import platformdirs
 
 
+@dataclass(frozen=True)
+class Limits:
+    """Bounds on what a request can make the daemon store, parse or walk.
+
+    Every one is a key of the `[aetherd]` table (same name). The services read
+    the daemon's limits through `limits()`, so HTTP and gRPC refuse the same
+    input with the same code. docs/operations.md has the table and docs/decisions.md
+    the reasons for each default.
+    """
+
+    # Largest request payload: an HTTP body, or the file data / archive of a gRPC call.
+    max_body_bytes: int = 1 << 30
+    # PATH_MAX and NAME_MAX of Linux, so a session fits on the disk it is exported to.
+    max_path_bytes: int = 4096
+    max_name_bytes: int = 255
+    # Tree walks recurse once per level; this keeps them far from Python's
+    # recursion limit (1000 frames) on every code path.
+    max_path_depth: int = 256
+    # Largest file any write, range write or import may produce.
+    max_file_bytes: int = 16 << 30
+    # What one import (archive, host directory, git) may create: entries are
+    # members read plus the directories they imply; bytes are content after
+    # decompression.
+    max_import_entries: int = 1_000_000
+    max_import_bytes: int = 16 << 30
+    # An archive may expand to this many times its own size, once past the
+    # floor: a small upload cannot buy a lot of work.
+    max_archive_ratio: int = 100
+    archive_ratio_floor_bytes: int = 64 << 20
+    # Linux's MAXSYMLINKS: the longest symlink chain an archive may contain.
+    max_symlink_hops: int = 40
+
+
+# Above these the daemon's own recursion (tree walks, symlink resolution) could
+# hit Python's recursion limit, so no configuration may go there.
+_CEILINGS = {"max_path_depth": 512, "max_symlink_hops": 255}
+_DEFAULT_LIMITS = Limits()
+_active_limits = _DEFAULT_LIMITS
+
+
+def limits() -> Limits:
+    """The limits of this daemon process (the defaults until `install_limits`)."""
+    return _active_limits
+
+
+def install_limits(new: Limits) -> None:
+    global _active_limits
+    _active_limits = new
+
+
 def default_data_dir() -> Path:
     env = os.environ.get("AETHER_DATA_DIR")
     return Path(env) if env else Path(platformdirs.user_data_dir("aether"))
@@ -30,9 +80,45 @@ class Config:
     # read when every listener is a unix socket (local mode), and none at all
     # when a TCP listener is configured (a remote caller must not read the host).
     import_roots: list[str] = field(default_factory=list)
-    # Largest request body accepted over HTTP (bytes).
-    max_body_bytes: int = 1 << 30
     log_level: str = "info"
+    # How often sessions are retired by policy (ttl_idle, ttl_archived), and
+    # how long the audit tombstone of a deleted session is kept.
+    retire_interval_seconds: float = 60.0
+    tombstone_retention_seconds: int = 90 * 86400
+    # TLS for the TCP listeners (HTTP and gRPC): a PEM certificate chain and
+    # its private key. Unix sockets never use TLS.
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    # Requests per second (on average) and at once per API token; 0: no limit.
+    # Operators (unix socket, the configured token) are never limited.
+    rate_limit_per_second: float = 100.0
+    rate_limit_burst: int = 200
+    # Input limits (see Limits for what each bounds).
+    max_body_bytes: int = _DEFAULT_LIMITS.max_body_bytes
+    max_path_bytes: int = _DEFAULT_LIMITS.max_path_bytes
+    max_name_bytes: int = _DEFAULT_LIMITS.max_name_bytes
+    max_path_depth: int = _DEFAULT_LIMITS.max_path_depth
+    max_file_bytes: int = _DEFAULT_LIMITS.max_file_bytes
+    max_import_entries: int = _DEFAULT_LIMITS.max_import_entries
+    max_import_bytes: int = _DEFAULT_LIMITS.max_import_bytes
+    max_archive_ratio: int = _DEFAULT_LIMITS.max_archive_ratio
+    archive_ratio_floor_bytes: int = _DEFAULT_LIMITS.archive_ratio_floor_bytes
+    max_symlink_hops: int = _DEFAULT_LIMITS.max_symlink_hops
+
+    def __post_init__(self) -> None:
+        for f in fields(Limits):
+            value = getattr(self, f.name)
+            if type(value) is not int or value < 1:
+                raise ValueError(f"{f.name} must be a positive integer, not {value!r}")
+            ceiling = _CEILINGS.get(f.name)
+            if ceiling is not None and value > ceiling:
+                raise ValueError(f"{f.name} must be at most {ceiling}, not {value}")
+        if self.max_name_bytes > self.max_path_bytes:
+            raise ValueError("max_name_bytes must not exceed max_path_bytes")
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(**{f.name: getattr(self, f.name) for f in fields(Limits)})
 
     @property
     def http_address(self) -> str:
@@ -59,7 +145,11 @@ class Config:
             raise ValueError(f"unknown config keys: {sorted(unknown)}")
         if "data_dir" in values:
             values["data_dir"] = Path(str(values["data_dir"])).expanduser()
-        return cls(**values)  # type: ignore[arg-type]
+        cfg = cls(**values)  # type: ignore[arg-type]
+        # Loading is how a daemon process gets its configuration, and the
+        # services are built without one: this is where its limits take hold.
+        install_limits(cfg.limits)
+        return cfg
 
 
 def parse_address(address: str) -> tuple[str, str, int]:

@@ -12,11 +12,12 @@ import fcntl
 import logging
 import os
 import signal
+import ssl
 from pathlib import Path
 
 from aiohttp import web
 
-from aetherd.app import open_daemon
+from aetherd.app import Daemon, open_daemon
 from aetherd.config import Config, parse_address
 from aetherd.grpc.server import make_server
 
@@ -34,6 +35,11 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None) -> None:
     for kind in (http_kind, grpc_kind):
         if kind == "tcp" and not config.token:
             raise SystemExit("aetherd: a TCP listener needs a token (config `token` or --token)")
+    http_tls, grpc_tls = _tls_contexts(config)
+    for kind, host in ((http_kind, http_host), (grpc_kind, grpc_host)):
+        if kind == "tcp" and http_tls is None and host not in ("127.0.0.1", "::1", "localhost"):
+            log.warning("TCP listener on %s without TLS: bearer tokens cross the network in "
+                        "the clear (set tls_cert_file and tls_key_file)", host)
     config.data_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(config.data_dir, 0o700)
     lock = _lock_data_dir(config.data_dir)
@@ -55,7 +61,7 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None) -> None:
             await grpc_server.start(path=grpc_host)
             os.chmod(grpc_host, 0o600)
         else:
-            await grpc_server.start(grpc_host, grpc_port)
+            await grpc_server.start(grpc_host, grpc_port, ssl=grpc_tls)
         stack.push_async_callback(grpc_server.wait_closed)
         stack.callback(grpc_server.close)
 
@@ -65,18 +71,24 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None) -> None:
         # once instead of at its next heartbeat write (and so does shutdown).
         # Unary handlers cancelled this way lose only their reply: store work
         # runs on worker threads and commits or rolls back whole.
+        # max_line_size: a path at max_path_bytes of multibyte names is ~3x as
+        # long percent-encoded; aiohttp's default (8190) would refuse it first.
         runner = web.AppRunner(app, access_log=None, handle_signals=False,
-                               handler_cancellation=True)
+                               handler_cancellation=True,
+                               max_line_size=3 * config.max_path_bytes + 2048)
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
         if http_kind == "unix":
             _unlink_stale(http_host)
             site: web.BaseSite = web.UnixSite(runner, http_host)
         else:
-            site = web.TCPSite(runner, http_host, http_port)
+            site = web.TCPSite(runner, http_host, http_port, ssl_context=http_tls)
         await site.start()
         if http_kind == "unix":
             os.chmod(http_host, 0o600)
+
+        retiring = asyncio.create_task(_retire_forever(daemon, config.retire_interval_seconds))
+        stack.callback(retiring.cancel)
 
         pid_file = config.data_dir / "aetherd.pid"
         pid_file.write_text(f"{os.getpid()}\n")
@@ -114,3 +126,36 @@ def _unlink_stale(path: str) -> None:
     p.parent.mkdir(parents=True, exist_ok=True)
     if p.exists() or p.is_socket():
         p.unlink()
+
+
+async def _retire_forever(daemon: Daemon, interval: float) -> None:
+    """Sessions' ttl_idle / ttl_archived policies and tombstone expiry, applied
+    every `interval` seconds; a failed sweep is logged and tried again."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await daemon.runner(daemon.retention.sweep)
+        except Exception:
+            log.exception("retention sweep failed")
+
+
+def _tls_contexts(config: Config) -> tuple[ssl.SSLContext | None, ssl.SSLContext | None]:
+    """Server TLS contexts for HTTP (HTTP/1.1) and gRPC (HTTP/2, which needs
+    ALPN "h2"), or (None, None) without a certificate. Both or neither of the
+    two files must be set; a bad file stops the daemon at start, not at the
+    first connection."""
+    if not config.tls_cert_file and not config.tls_key_file:
+        return None, None
+    if not (config.tls_cert_file and config.tls_key_file):
+        raise SystemExit("aetherd: TLS needs both tls_cert_file and tls_key_file")
+    contexts = []
+    for alpn in (["http/1.1"], ["h2"]):
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        try:
+            ctx.load_cert_chain(config.tls_cert_file, config.tls_key_file)
+        except (OSError, ssl.SSLError) as e:
+            raise SystemExit(f"aetherd: cannot load the TLS certificate or key: {e}") from None
+        ctx.set_alpn_protocols(alpn)
+        contexts.append(ctx)
+    return contexts[0], contexts[1]

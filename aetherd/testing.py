@@ -7,6 +7,7 @@ stopped reliably. Kept in the package so tests/ and bench/ share one copy.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
@@ -34,6 +35,8 @@ class DaemonProcess:
     grpc_port: int = field(default_factory=free_port)
     # Host directories sessions may be created from (a TCP daemon allows none otherwise).
     import_roots: list[str] = field(default_factory=list)
+    # Extra `[aetherd]` settings (e.g. low limits), passed in a --config file.
+    config: dict[str, int | str | bool] = field(default_factory=dict)
     proc: subprocess.Popen | None = None
     log_path: Path = field(default=Path())
 
@@ -55,11 +58,19 @@ class DaemonProcess:
 
     def start(self, timeout: float = 30) -> DaemonProcess:
         self.log_path = self.data_dir.parent / f"aetherd-{self.http_port}.log"
+        config_args: list[str] = []
+        if self.config:
+            config_file = self.data_dir.parent / f"aetherd-{self.http_port}.toml"
+            # JSON's strings, integers and booleans are valid TOML values.
+            config_file.write_text("[aetherd]\n" + "".join(
+                f"{key} = {json.dumps(value)}\n" for key, value in self.config.items()))
+            config_args = ["--config", str(config_file)]
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "aetherd", "serve", "--data-dir", str(self.data_dir),
                  "--http", f"tcp:127.0.0.1:{self.http_port}",
                  "--grpc", f"tcp:127.0.0.1:{self.grpc_port}", "--token", self.token,
+                 *config_args,
                  *(arg for root in self.import_roots for arg in ("--import-root", str(root)))],
                 stdout=log, stderr=subprocess.STDOUT,
             )

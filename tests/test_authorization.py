@@ -32,7 +32,7 @@ NON_ROLE_ROUTES = {
     "persistence.get_commit", "templates.create_template", "templates.list_templates",
     "templates.get_template", "templates.delete_template", "observability.health",
     "identity.create_token", "identity.list_tokens", "identity.revoke_token",
-    "identity.who_am_i",
+    "identity.who_am_i", "sessions.list_tombstones", "sessions.get_tombstone",
 }
 
 
@@ -302,3 +302,28 @@ async def test_grpc_uses_the_same_guard(daemon, http):
         assert err.value.status == Status.UNAUTHENTICATED
     finally:
         channel.close()
+
+
+def test_rate_limits_hold_per_token_and_spare_operators(tmp_path):
+    from aetherd.testing import DaemonProcess
+
+    d = DaemonProcess(tmp_path / "data",
+                      config={"rate_limit_per_second": 5, "rate_limit_burst": 5}).start()
+    try:
+        with d.http() as admin:
+            fast, calm = new_token(admin, "fast"), new_token(admin, "calm")
+            with as_bearer(d, fast) as c:
+                answers = [c.get("/v1/whoami") for _ in range(15)]
+            statuses = [r.status_code for r in answers]
+            assert statuses[:5] == [200] * 5 and 429 in statuses, statuses
+            refused = next(r for r in answers if r.status_code == 429)
+            assert code(refused) == "resource_exhausted"
+            assert int(refused.headers["Retry-After"]) >= 1
+            with as_bearer(d, calm) as c:  # another token has its own allowance
+                assert c.get("/v1/whoami").status_code == 200
+            assert all(admin.get("/v1/whoami").status_code == 200 for _ in range(30))
+            time.sleep(1.2)  # refilled
+            with as_bearer(d, fast) as c:
+                assert c.get("/v1/whoami").status_code == 200
+    finally:
+        d.stop()

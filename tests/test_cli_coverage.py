@@ -19,6 +19,8 @@ RPC_COMMANDS: dict[tuple[str, str], str] = {
     ("sessions", "fork_session"): "session fork",
     ("sessions", "archive_session"): "session archive",
     ("sessions", "restore_session"): "restore",
+    ("sessions", "list_tombstones"): "session deleted",
+    ("sessions", "get_tombstone"): "session deleted",
     ("files", "list_tree"): "fs ls",  # also fs tree
     ("files", "read_file"): "fs cat",
     ("files", "write_file"): "fs put",

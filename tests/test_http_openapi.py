@@ -500,6 +500,26 @@ async def _delete_session(w: World) -> Any:
     return deleted
 
 
+@effect("sessions", "list_tombstones")
+async def _list_tombstones(w: World) -> Any:
+    other = await w.stack.new_session(name="other")
+    for sid in (w.sid, other):
+        await w.stack.json("DELETE", f"/v1/sessions/{sid}")
+    listed = await w.stack.json("GET", "/v1/tombstones")
+    assert [t["sessionId"] for t in listed["tombstones"]] == [other, w.sid]  # newest first
+    return listed
+
+
+@effect("sessions", "get_tombstone")
+async def _get_tombstone(w: World) -> Any:
+    root = (await w.json("GET", ""))["rootHash"]
+    await w.json("DELETE", "")
+    tomb = await w.stack.json("GET", f"/v1/tombstones/{w.sid}")
+    assert (tomb["sessionId"], tomb["finalRootHash"], tomb["reason"]) == (w.sid, root, "deleted")
+    assert tomb["deletedBy"] == local_user()
+    return tomb
+
+
 @effect("sessions", "fork_session")
 async def _fork_session(w: World) -> Any:
     child = await w.json("POST", ":fork", 201, json={"name": "child"})

@@ -277,6 +277,56 @@ def rm(ctx: typer.Context, session: SessionArg, yes: YesOpt = False, json_: Json
     out.done(f"Deleted session {s.id or session}.", s, s.id or session)
 
 
+TOMBSTONE_COLUMNS = [
+    fmt.Column("SESSION", lambda t: t.session_id, style="cyan"),
+    fmt.Column("NAME", lambda t: t.name or "-", wrap=True),
+    fmt.Column("DELETED BY", lambda t: t.deleted_by or "-"),
+    fmt.Column("REASON", lambda t: t.reason, drop=3),
+    fmt.Column("FILES", lambda t: str(t.file_count), justify="right", drop=4),
+    fmt.Column("SIZE", lambda t: fmt.size(t.total_bytes), justify="right", drop=2),
+    fmt.Column("DELETED", lambda t: fmt.ago(t.delete_time), drop=1),
+]
+
+TOMBSTONE_FIELDS = [
+    ("Session", lambda t: t.session_id),
+    ("Name", lambda t: t.name or "-"),
+    ("Owner", lambda t: t.owner or "-"),
+    ("Labels", lambda t: fmt.pairs(t.labels)),
+    ("Deleted by", lambda t: t.deleted_by or "-"),
+    ("Reason", lambda t: t.reason),
+    ("Created", lambda t: fmt.when(t.create_time)),
+    ("Deleted", lambda t: fmt.when(t.delete_time)),
+    ("Final root", lambda t: t.final_root_hash),
+    ("Files", lambda t: f"{t.file_count} ({fmt.size(t.total_bytes)})"),
+    ("Checkpoints", lambda t: str(t.checkpoint_count)),
+    ("Commits", lambda t: str(t.commit_count)),
+    ("Events", lambda t: fmt.pairs({k: str(v) for k, v in t.event_counts.items()})),
+    ("Kept until", lambda t: fmt.when(t.expire_time)),
+]
+
+
+@app.command("deleted")
+def deleted(
+    ctx: typer.Context,
+    session: Annotated[str | None, typer.Argument(
+        metavar="[SESSION]", help="Show this deleted session's record.",
+        show_default=False)] = None,
+    owner: Annotated[str, typer.Option(
+        "--owner", metavar="NAME", help="Only sessions this principal owned.")] = "",
+    json_: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Audit records (tombstones) of deleted sessions, newest first: who deleted
+    them, when, and what they held (admins). --json: Tombstone(s)."""
+    out = output(ctx, json_, quiet)
+    c = client(ctx)
+    if session:
+        out.item(c.get_tombstone(session), TOMBSTONE_FIELDS, lambda t: t.session_id)
+    else:
+        out.table(c.iter_tombstones(owner=owner), TOMBSTONE_COLUMNS, lambda t: t.session_id,
+                  empty="No deleted sessions on record.")
+
+
 @app.command("label")
 def label_(
     ctx: typer.Context,

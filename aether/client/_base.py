@@ -410,6 +410,27 @@ class Operations:
             "sessions",
         )
 
+    def _tombstones_call(self, owner: str, page_size: int, page_token: str) -> Call:
+        return Call("GET", "/v1/tombstones", params=query(
+            owner=owner, page_size=page_size, page_token=page_token),
+            response="ListTombstonesResponse")
+
+    def list_tombstones(
+        self, *, owner: str = "", page_size: int = 0, page_token: str = "",
+    ) -> pb.ListTombstonesResponse:
+        """One page of audit records of deleted sessions, newest first (admins)."""
+        return self._call(self._tombstones_call(owner, page_size, page_token))
+
+    def iter_tombstones(self, *, owner: str = "", page_size: int = 0) -> Any:
+        """Every tombstone still kept (Iterator / AsyncIterator[pb.Tombstone])."""
+        return self._paginate(
+            lambda token: self._tombstones_call(owner, page_size, token), "tombstones")
+
+    def get_tombstone(self, session_id: str) -> pb.Tombstone:
+        """The audit record of a deleted session (admins)."""
+        return self._call(Call("GET", f"/v1/tombstones/{seg(session_id)}",
+                               response="Tombstone"))
+
     def get_session(self, session_id: str) -> pb.Session:
         return self._call(Call("GET", session_url(session_id), response="Session"))
 

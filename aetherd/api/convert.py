@@ -8,6 +8,7 @@ from aether import pb
 from aetherd.services.diffing import TreeChange
 from aetherd.services.persistence import CheckpointRecord, CommitRecord
 from aetherd.services.state import SessionRecord
+from aetherd.services.tombstones import TombstoneRecord
 from aetherd.store.objects import DIR, FILE, Entry, FileRecord
 
 
@@ -65,4 +66,15 @@ def commit(rec: CommitRecord) -> pb.Commit:
         parent_commit_id=rec.parent_id, message=rec.message, author=rec.author,
         create_time=ts(rec.created_ns), file_count=rec.file_count, total_bytes=rec.total_bytes,
         approval_ids=rec.approvals, committed_by=rec.committed_by,
+    )
+
+
+def tombstone(rec: TombstoneRecord) -> pb.Tombstone:
+    return pb.Tombstone(
+        session_id=rec.session_id, name=rec.name, owner=rec.owner, labels=rec.labels,
+        deleted_by=rec.deleted_by, reason=rec.reason, create_time=ts(rec.created_ns),
+        delete_time=ts(rec.deleted_ns), final_root_hash=rec.final_root, file_count=rec.files,
+        total_bytes=rec.bytes, event_counts=rec.events, last_event_cursor=rec.last_cursor,
+        checkpoint_count=rec.checkpoints, commit_count=rec.commits,
+        expire_time=ts(rec.expires_ns),
     )

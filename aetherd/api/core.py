@@ -78,7 +78,9 @@ class SessionsApi(pb.SessionServiceBase):
         return convert.session(await self.run(self.s.update, message.session_id, fields))
 
     async def delete_session(self, message: pb.DeleteSessionRequest) -> pb.Session:
-        return convert.session(await self.run(self.s.delete, message.session_id))
+        who = current()
+        return convert.session(await self.run(self.s.delete, message.session_id,
+                                              who.name if who else ""))
 
     async def fork_session(self, message: pb.ForkSessionRequest) -> pb.Session:
         spec = NewSession(message.name, message.labels or None, message.tags or None,
@@ -92,6 +94,17 @@ class SessionsApi(pb.SessionServiceBase):
     async def restore_session(self, message: pb.RestoreSessionRequest) -> pb.Session:
         rec = await self.run(self.s.restore, message.session_id, message.checkpoint_id)
         return convert.session(rec)
+
+
+    async def list_tombstones(self, message: pb.ListTombstonesRequest,
+                              ) -> pb.ListTombstonesResponse:
+        recs, token = await self.run(self.s.tombstones.list, message.owner, message.page_size,
+                                     message.page_token)
+        return pb.ListTombstonesResponse(tombstones=[convert.tombstone(r) for r in recs],
+                                         next_page_token=token)
+
+    async def get_tombstone(self, message: pb.GetTombstoneRequest) -> pb.Tombstone:
+        return convert.tombstone(await self.run(self.s.tombstones.get, message.session_id))
 
 
 def owner_for(asked: str) -> str:

@@ -4,8 +4,9 @@
   data directory): an operator with every right, named after the OS user.
 - Over TCP every call carries `Authorization: Bearer <token>`: the daemon's
   configured token (an operator named "admin"), or an API token
-  (services/tokens.py) with its principal and scopes. Anything else is
-  `unauthenticated`. Tokens are compared in constant time and never logged.
+  (services/tokens.py) with its principal and scopes, within its rate limit
+  (ratelimit.py). Anything else is `unauthenticated`. Tokens are compared in
+  constant time and never logged.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import pwd
 
 from aether.errors import Unauthenticated
 from aetherd.auth.principal import Principal, operator
+from aetherd.auth.ratelimit import RateLimiter
 from aetherd.services.tokens import Tokens
 
 ADMIN_NAME = "admin"
@@ -29,8 +31,10 @@ def local_user() -> str:
 
 
 class Authenticator:
-    def __init__(self, tokens: Tokens, admin_token: str) -> None:
+    def __init__(self, tokens: Tokens, admin_token: str,
+                 limiter: RateLimiter | None = None) -> None:
         self.tokens = tokens
+        self.limiter = limiter or RateLimiter(0, 1)
         self._admin_token = admin_token.encode()
         self._socket_owner = operator(local_user(), "unix")
         self._admin = operator(ADMIN_NAME, "admin_token")
@@ -54,4 +58,5 @@ class Authenticator:
         principal = self.tokens.principal_for(given)
         if principal is None:
             raise Unauthenticated("invalid, expired or revoked bearer token")
+        self.limiter.take(principal.token_id)
         return principal

@@ -77,6 +77,8 @@ RULES: dict[str, Rule] = {
     "sessions.fork_session": Rule(CREATE, reads=lambda m: [m.session_id, *_states(m)]),
     "sessions.archive_session": Rule(Role.OWNER),
     "sessions.restore_session": Rule(Role.WRITER),
+    "sessions.list_tombstones": Rule(ADMIN),
+    "sessions.get_tombstone": Rule(ADMIN),
     # files
     "files.read_file": _read(),
     "files.stat": _read(),

@@ -62,6 +62,8 @@ def describe(
         if code == "internal":
             return _internal(exc, request, request_id)
         headers = {"WWW-Authenticate": "Bearer"} if code == "unauthenticated" else {}
+        if "retry_after_seconds" in exc.details:  # a rate limit: say when to come back
+            headers["Retry-After"] = exc.details["retry_after_seconds"]
         return _shape(CODES[code][0], code, exc.message, exc.details, headers)
     if isinstance(exc, grpclib.GRPCError):
         code = _CODE_BY_GRPC.get(exc.status, "internal")

@@ -13,6 +13,7 @@ import unicodedata
 from dataclasses import dataclass
 
 from aether.errors import FailedPrecondition, InvalidArgument, ResourceExhausted
+from aetherd.services import quota
 from aetherd.services.event_log import Page, read_after
 from aetherd.services.state import ARCHIVED, Store
 
@@ -99,7 +100,7 @@ class Bus:
             )
             # Cursors have no gaps, so "older than the newest N" is one range.
             db.execute("DELETE FROM bus WHERE session_id=? AND cursor<=?",
-                       (session_id, cursor - self.retention))
+                       (session_id, cursor - quota.bus_retention(rec, self.retention)))
             db.after_commit(lambda: self.store.hub.notify(session_id))
         return BusRecord(cursor, session_id, topic, payload, content_type, sender, now)
 

@@ -42,6 +42,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from aether.errors import InvalidArgument, NotFound, ResourceExhausted
+from aetherd.services import quota
 from aetherd.services.state import Store
 from aetherd.store.db import Database
 
@@ -336,10 +337,11 @@ class Cache:
     @contextmanager
     def _writing(self, session_id: str) -> Iterator[_Write]:
         with self.db.write():
-            self.store.writable(session_id)  # archived or read-only: failed_precondition
+            rec, _ = self.store.writable(session_id)  # archived or read-only: failed_precondition
             w = _Write(self.store, session_id, time.time_ns())
             w.sweep_if_due()
             yield w
+            quota.check_cache(self.db, rec, _LIVE, w.now)
 
     def _count(self, session_id: str, hits: int, misses: int) -> None:
         if hits or misses:

@@ -13,8 +13,18 @@ import time
 
 import whatthepatch
 
-from aether.errors import AlreadyExists, Conflict, FailedPrecondition, InvalidArgument, NotFound
+from aether.errors import (
+    AlreadyExists,
+    Conflict,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PayloadTooLarge,
+    ResourceExhausted,
+)
 from aetherd import paths
+from aetherd.config import limits
+from aetherd.services import quota
 from aetherd.services.state import SessionRecord, Store
 from aetherd.store.objects import (
     DIR,
@@ -32,7 +42,6 @@ from aetherd.store.objects import (
 from aetherd.store.workspace import Workspace, walk
 
 MAX_PAGE = 10_000
-MAX_SYMLINK_TARGET = 4096
 
 
 class Files:
@@ -174,10 +183,14 @@ class Files:
 
     def write(self, session_id: str, path: str, data: bytes, *, if_match: str = "",
               mode: int = 0, create_parents: bool = True, at_offset: bool = False,
-              offset: int = 0, event: str = "file.written") -> tuple[str, Entry]:
+              offset: int = 0, event: str = "file.written",
+              payload: bool = True) -> tuple[str, Entry]:
+        """`payload`: `data` came from the client as is (not made here, as by a patch)."""
         path = paths.normalize(path, allow_root=False)
         if mode & ~0o7777:
             raise InvalidArgument(f"bad mode {oct(mode)}")
+        _check_write_size(path, len(data) if payload else 0,
+                          offset + len(data) if at_offset else len(data))
         for _ in range(8):
             expect: str | None = None
             if at_offset:
@@ -203,6 +216,7 @@ class Files:
                 new_mode = mode or (cur.mode if cur is not None and cur.kind == FILE else 0o644)
                 entry = file_entry(content.hash, content.size, new_mode)
                 ws.put(path, entry)
+                quota.check_tree(self.sessions, rec)
                 self.store.touch(session_id)
                 self.store.events.emit(session_id, event, path, size=content.size,
                                        hash=content.hash)
@@ -254,15 +268,15 @@ class Files:
 
     def symlink(self, session_id: str, path: str, target: str) -> tuple[str, Entry]:
         path = paths.normalize(path, allow_root=False)
-        if not target or "\x00" in target or len(target.encode()) > MAX_SYMLINK_TARGET:
-            raise InvalidArgument("symlink target must be 1..4096 bytes without NUL")
+        _check_target(target)
         with self.db.write():
-            _, ws = self.store.writable(session_id)
+            rec, ws = self.store.writable(session_id)
             if ws.lookup(path) is not None:
                 raise AlreadyExists(f"{path!r} already exists", path=path)
             self._ensure_parent(ws, path, False)
             entry = symlink_entry(target)
             ws.put(path, entry)
+            quota.check_tree(self.sessions, rec)
             self.store.touch(session_id)
             self.store.events.emit(session_id, "symlink.created", path, target=target)
         return path, entry
@@ -283,6 +297,30 @@ class Files:
             ws.remove(dst)
         ws.put(dst, dataclasses.replace(entry, mtime_ns=entry.mtime_ns or time.time_ns()))
 
+    def _check_depth(self, src: str, dst: str, entry: Entry) -> None:
+        """Refuse moving or copying a directory where its deepest path would be
+        over `max_path_depth`.
+
+        Every path was within the limit where it is, so only a move deeper
+        needs a look, and the look stops at the depth that would be too deep:
+        O(directories above that depth), nothing when the depth does not grow.
+        """
+        dst_depth = paths.depth_of(dst)
+        if dst_depth <= paths.depth_of(src):
+            return
+        most = limits().max_path_depth
+        room = most - dst_depth  # levels allowed below dst
+        level = [entry.hash]
+        for _ in range(room):
+            level = [e.hash for h in level for e in self.objects.tree(h).values()
+                     if e.kind == DIR]
+            if not level:
+                return
+        if any(self.objects.tree(h) for h in level):
+            raise InvalidArgument(
+                f"path too long: {dst!r} would hold paths more than {most} levels deep",
+                path=dst, limit=most, setting="max_path_depth")
+
     def rename(self, session_id: str, src: str, dst: str, overwrite: bool) -> tuple[str, Entry]:
         src = paths.normalize(src, allow_root=False)
         dst = paths.normalize(dst, allow_root=False)
@@ -295,6 +333,7 @@ class Files:
                 batch = self.objects.batch()
                 entry = ws.materialize(src, batch)
                 batch.commit()
+                self._check_depth(src, dst, entry)
             self._place(ws, src, dst, entry, overwrite)
             ws.remove(src)
             self.store.touch(session_id)
@@ -307,16 +346,19 @@ class Files:
         dst = paths.normalize(dst, allow_root=False)
         _, view, fixed = self.view(session_id, at)
         with self.db.write():
-            _, ws = self.store.writable(session_id)
+            rec, ws = self.store.writable(session_id)
             source_ws = view if fixed else ws
             entry = self._existing(source_ws, src)
             if entry.kind == DIR and not fixed:
                 batch = self.objects.batch()
                 entry = ws.materialize(src, batch)
                 batch.commit()
+            if entry.kind == DIR:
+                self._check_depth(src, dst, entry)
             if not fixed and src == dst:
                 raise InvalidArgument("source and destination are the same path")
             self._place(ws, None if fixed else src, dst, entry, overwrite)
+            quota.check_tree(self.sessions, rec)
             self.store.touch(session_id)
             self.store.events.emit(session_id, "path.copied", dst, from_path=src, at=at)
         return dst, entry
@@ -346,6 +388,31 @@ class Files:
             new_text += "\n"
         # Conditional on the content we patched, so a concurrent write is not lost.
         return self.write(session_id, path, new_text.encode(), if_match=cur.hash,
-                          event="file.patched")
+                          event="file.patched", payload=False)
 
 
+def _check_write_size(path: str, data_size: int, file_size: int) -> None:
+    lim = limits()
+    # The HTTP shim refuses such a body before reading it; this gives gRPC,
+    # whose message is already read by now, the same answer.
+    if data_size > lim.max_body_bytes:
+        raise PayloadTooLarge(f"{data_size} bytes of data is over the limit of "
+                              f"{lim.max_body_bytes}", limit=lim.max_body_bytes,
+                              setting="max_body_bytes")
+    if file_size > lim.max_file_bytes:
+        raise ResourceExhausted(
+            f"{path!r} would be {file_size} bytes, over the limit of {lim.max_file_bytes}",
+            path=path, size=file_size, limit=lim.max_file_bytes, setting="max_file_bytes")
+
+
+def _check_target(target: str) -> None:
+    most = limits().max_path_bytes
+    try:
+        size = len(target.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise InvalidArgument("symlink target is not valid UTF-8") from None
+    if not target or "\x00" in target:
+        raise InvalidArgument("symlink target must be 1 or more bytes without NUL")
+    if size > most:
+        raise InvalidArgument(f"symlink target too long: {size} bytes, the limit is {most}",
+                              limit=most, setting="max_path_bytes")

@@ -19,7 +19,7 @@ from aether import pb
 from aether.errors import FailedPrecondition, InvalidArgument, NotFound
 from aetherd import paths
 from aetherd.ids import check_id, new_id
-from aetherd.services import diffing, ingest
+from aetherd.services import diffing, ingest, quota
 from aetherd.services.review import Review
 from aetherd.services.sessions import Sessions, Snapshot
 from aetherd.services.state import Store
@@ -281,12 +281,12 @@ class Persistence:
         top = paths.normalize(path)
         self.store.writable(session_id)
         batch = self.objects.batch()
-        builder = ingest.TreeBuilder(batch, trusted=False)
+        builder = ingest.TreeBuilder(batch, trusted=False, base=top)
         ingest.ingest_archive(builder, io.BytesIO(data), fmt)
         tree = builder.finish()
         batch.commit()
         with self.db.write():
-            _, ws = self.store.writable(session_id)
+            rec, ws = self.store.writable(session_id)
             existing = ws.lookup(top)
             if existing is not None and existing.kind != DIR:
                 raise FailedPrecondition(f"not a directory: {top!r}", path=top)
@@ -295,6 +295,7 @@ class Persistence:
                 if parent is None or parent.kind != DIR:
                     raise NotFound(f"parent directory of {top!r} does not exist")
             self._merge_into(ws, top, tree)
+            quota.check_tree(self.sessions, rec)
             self.store.touch(session_id)
             self.store.events.emit(session_id, "import.completed", top, files=builder.files,
                                    bytes=builder.bytes)

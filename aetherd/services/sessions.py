@@ -16,6 +16,7 @@ from aetherd.services import ingest
 from aetherd.services.cache import Cache
 from aetherd.services.state import ACTIVE, ARCHIVED, SessionRecord, Store
 from aetherd.services.templates import template_root
+from aetherd.services.tombstones import Tombstones
 from aetherd.store.objects import EMPTY_TREE, ObjectBatch, ObjectStore
 
 MAX_PAGE = 1000
@@ -45,9 +46,10 @@ class NewSession:
 
 class Sessions:
     def __init__(self, store: Store, import_roots: list[str] | None = None, *,
-                 host_paths_allowed: bool = True) -> None:
+                 host_paths_allowed: bool = True, tombstones: Tombstones | None = None) -> None:
         self.store = store
         self.db = store.db
+        self.tombstones = tombstones or Tombstones(store)
         self.import_roots = [Path(p).resolve() for p in (import_roots or [])]
         self.host_paths_allowed = host_paths_allowed
 
@@ -108,7 +110,7 @@ class Sessions:
             url = source.git.url
             if not url:
                 raise InvalidArgument("git source needs a url")
-            if Path(url).is_dir():
+            if ingest.is_dir(url):
                 self._allowed_dir(url)
             elif not _REMOTE_GIT.match(url):
                 # file:// and other local forms would bypass import_roots.
@@ -127,7 +129,10 @@ class Sessions:
     def _allowed_dir(self, raw: str) -> Path:
         if not raw:
             raise InvalidArgument("directory source needs a path")
-        path = Path(raw).resolve()
+        try:
+            path = Path(raw).resolve()
+        except (RuntimeError, OSError, ValueError):  # a symlink loop, too long, NUL
+            raise NotFound(f"no such directory on the daemon host: {raw!r}") from None
         if not self.host_paths_allowed:
             raise PermissionDenied(
                 "this daemon serves TCP clients and has no import_roots: host paths are off")
@@ -243,7 +248,7 @@ class Sessions:
         spec.name = spec.name or (f"{parent.name} (fork)" if parent.name else "")
         return self._insert(spec, "session", session_id, root, session_id)
 
-    def archive(self, session_id: str) -> SessionRecord:
+    def archive(self, session_id: str, actor: str = "") -> SessionRecord:
         rec = self.store.session(session_id)
         self.fold(rec)
         now = time.time_ns()
@@ -253,7 +258,7 @@ class Sessions:
                 (ARCHIVED, now, now, session_id, ACTIVE),
             )
             if self.db.connection().changes():
-                self.store.events.emit(session_id, "session.archived")
+                self.store.events.emit(session_id, "session.archived", actor=actor)
         return self.get(session_id)
 
     def restore(self, session_id: str, target: str) -> SessionRecord:
@@ -273,9 +278,15 @@ class Sessions:
             self.store.events.emit(session_id, "session.restored", target=target, root=root)
         return self.get(session_id)
 
-    def delete(self, session_id: str) -> SessionRecord:
+    def delete(self, session_id: str, deleted_by: str = "",
+               reason: str = "deleted") -> SessionRecord:
+        """Delete a session, leaving its audit tombstone (in the same transaction)."""
         rec = self.get(session_id)
         with self.db.write():
+            current = self.store.session(session_id)
+            final = self.snapshot(current)  # not persisted: only its numbers are kept
+            self.tombstones.write(current, final.root, final.files, final.bytes, deleted_by,
+                                  reason)
             self.db.execute("DELETE FROM overlay WHERE session_id=?", (session_id,))
             self.db.execute("DELETE FROM checkpoints WHERE session_id=?", (session_id,))
             self.db.execute("DELETE FROM sessions WHERE id=?", (session_id,))

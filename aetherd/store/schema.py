@@ -209,6 +209,28 @@ CREATE TABLE IF NOT EXISTS tokens (
     revoked_ns  INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS tokens_by_principal ON tokens(principal, id);
+
+-- Audit records of deleted sessions (aetherd/services/retention.py), kept
+-- for the configured retention. Not a gc root: the content itself is freed.
+CREATE TABLE IF NOT EXISTS tombstones (
+    session_id  TEXT PRIMARY KEY,
+    name        TEXT NOT NULL DEFAULT '',
+    owner       TEXT NOT NULL DEFAULT '',
+    labels      TEXT NOT NULL DEFAULT '{}',
+    deleted_by  TEXT NOT NULL DEFAULT '',
+    reason      TEXT NOT NULL,      -- deleted | ttl_archived
+    created_ns  INTEGER NOT NULL,   -- the session's creation
+    deleted_ns  INTEGER NOT NULL,
+    final_root  TEXT NOT NULL,
+    files       INTEGER NOT NULL,
+    bytes       INTEGER NOT NULL,
+    events      TEXT NOT NULL DEFAULT '{}',  -- JSON {type: count}
+    last_cursor INTEGER NOT NULL DEFAULT 0,
+    checkpoints INTEGER NOT NULL DEFAULT 0,
+    commits     INTEGER NOT NULL DEFAULT 0,
+    expires_ns  INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS tombstones_by_time ON tombstones(deleted_ns);
 """
 
 # Columns added after a table first shipped: (table, column, definition).

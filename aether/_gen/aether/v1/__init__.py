@@ -72,6 +72,7 @@ __all__ = (
     "GetCommitRequest",
     "GetSessionRequest",
     "GetTemplateRequest",
+    "GetTombstoneRequest",
     "GitSource",
     "HealthRequest",
     "HealthResponse",
@@ -97,6 +98,8 @@ __all__ = (
     "ListTemplatesResponse",
     "ListTokensRequest",
     "ListTokensResponse",
+    "ListTombstonesRequest",
+    "ListTombstonesResponse",
     "ListTreeRequest",
     "ListTreeResponse",
     "ManifestRequest",
@@ -131,6 +134,7 @@ __all__ = (
     "Template",
     "TemplateSource",
     "Token",
+    "Tombstone",
     "UpdateSessionRequest",
     "WhoAmIRequest",
     "WriteFileRequest",
@@ -1365,6 +1369,14 @@ default_message_pool.register_message("aether.v1", "GetTemplateRequest", GetTemp
 
 
 @dataclass(eq=False, repr=False)
+class GetTombstoneRequest(betterproto2.Message):
+    session_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+
+default_message_pool.register_message("aether.v1", "GetTombstoneRequest", GetTombstoneRequest)
+
+
+@dataclass(eq=False, repr=False)
 class GitSource(betterproto2.Message):
     """
     A git repository: a directory on the daemon host (fenced like
@@ -1719,6 +1731,35 @@ class ListTokensResponse(betterproto2.Message):
 
 
 default_message_pool.register_message("aether.v1", "ListTokensResponse", ListTokensResponse)
+
+
+@dataclass(eq=False, repr=False)
+class ListTombstonesRequest(betterproto2.Message):
+    owner: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Only tombstones of sessions this principal owned ("" = all).
+    """
+
+    page_size: "int" = betterproto2.field(2, betterproto2.TYPE_UINT32)
+
+    page_token: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+
+
+default_message_pool.register_message("aether.v1", "ListTombstonesRequest", ListTombstonesRequest)
+
+
+@dataclass(eq=False, repr=False)
+class ListTombstonesResponse(betterproto2.Message):
+    """
+    Newest deletion first.
+    """
+
+    tombstones: "list[Tombstone]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+
+    next_page_token: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+
+default_message_pool.register_message("aether.v1", "ListTombstonesResponse", ListTombstonesResponse)
 
 
 @dataclass(eq=False, repr=False)
@@ -2374,6 +2415,76 @@ class Token(betterproto2.Message):
 
 
 default_message_pool.register_message("aether.v1", "Token", Token)
+
+
+@dataclass(eq=False, repr=False)
+class Tombstone(betterproto2.Message):
+    """
+    What is kept of a deleted session, for audit: who deleted it, when, and
+    what it held. Kept for the daemon's `tombstone_retention_seconds`. Its
+    content is not kept: gc frees blobs nothing else references.
+    """
+
+    session_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    name: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    owner: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+
+    labels: "dict[str, str]" = betterproto2.field(
+        4,
+        betterproto2.TYPE_MAP,
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
+    )
+
+    deleted_by: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
+    """
+    The principal that deleted it ("aetherd:ttl" for ttl_archived).
+    """
+
+    reason: "str" = betterproto2.field(6, betterproto2.TYPE_STRING)
+    """
+    "deleted" (through the API) or "ttl_archived".
+    """
+
+    create_time: "datetime.datetime | None" = betterproto2.field(
+        7, betterproto2.TYPE_MESSAGE, unwrap=lambda: __google__protobuf__.Timestamp, optional=True
+    )
+
+    delete_time: "datetime.datetime | None" = betterproto2.field(
+        8, betterproto2.TYPE_MESSAGE, unwrap=lambda: __google__protobuf__.Timestamp, optional=True
+    )
+
+    final_root_hash: "str" = betterproto2.field(9, betterproto2.TYPE_STRING)
+    """
+    Root tree hash of its working state when it was deleted.
+    """
+
+    file_count: "int" = betterproto2.field(10, betterproto2.TYPE_UINT64)
+
+    total_bytes: "int" = betterproto2.field(11, betterproto2.TYPE_UINT64)
+
+    event_counts: "dict[str, int]" = betterproto2.field(
+        12,
+        betterproto2.TYPE_MAP,
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_UINT64),
+    )
+    """
+    How many events of each type it had, and the last cursor.
+    """
+
+    last_event_cursor: "int" = betterproto2.field(13, betterproto2.TYPE_UINT64)
+
+    checkpoint_count: "int" = betterproto2.field(14, betterproto2.TYPE_UINT32)
+
+    commit_count: "int" = betterproto2.field(15, betterproto2.TYPE_UINT32)
+
+    expire_time: "datetime.datetime | None" = betterproto2.field(
+        16, betterproto2.TYPE_MESSAGE, unwrap=lambda: __google__protobuf__.Timestamp, optional=True
+    )
+
+
+default_message_pool.register_message("aether.v1", "Tombstone", Tombstone)
 
 
 @dataclass(eq=False, repr=False)

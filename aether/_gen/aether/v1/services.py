@@ -1242,6 +1242,45 @@ class SessionServiceStub(betterproto2_grpclib.ServiceStub):
             metadata=metadata,
         )
 
+    async def list_tombstones(
+        self,
+        message: "ListTombstonesRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "ListTombstonesResponse":
+        """
+        Audit records of deleted sessions (admins).
+        """
+
+        return await self._unary_unary(
+            "/aether.v1.SessionService/ListTombstones",
+            message,
+            ListTombstonesResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def get_tombstone(
+        self,
+        message: "GetTombstoneRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "Tombstone":
+
+        return await self._unary_unary(
+            "/aether.v1.SessionService/GetTombstone",
+            message,
+            Tombstone,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
 
 class TemplateServiceStub(betterproto2_grpclib.ServiceStub):
     async def create_template(
@@ -2392,6 +2431,17 @@ class SessionServiceBase(betterproto2_grpclib.ServiceBase):
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
+    async def list_tombstones(self, message: "ListTombstonesRequest") -> "ListTombstonesResponse":
+        """
+        Audit records of deleted sessions (admins).
+        """
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def get_tombstone(self, message: "GetTombstoneRequest") -> "Tombstone":
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
     async def __rpc_create_session(
         self, stream: "grpclib.server.Stream[CreateSessionRequest, Session]"
     ) -> None:
@@ -2452,6 +2502,22 @@ class SessionServiceBase(betterproto2_grpclib.ServiceBase):
         response = await self.restore_session(request)
         await stream.send_message(response)
 
+    async def __rpc_list_tombstones(
+        self, stream: "grpclib.server.Stream[ListTombstonesRequest, ListTombstonesResponse]"
+    ) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        response = await self.list_tombstones(request)
+        await stream.send_message(response)
+
+    async def __rpc_get_tombstone(
+        self, stream: "grpclib.server.Stream[GetTombstoneRequest, Tombstone]"
+    ) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        response = await self.get_tombstone(request)
+        await stream.send_message(response)
+
     def __mapping__(self) -> "dict[str, grpclib.const.Handler]":
         return {
             "/aether.v1.SessionService/CreateSession": grpclib.const.Handler(
@@ -2501,6 +2567,18 @@ class SessionServiceBase(betterproto2_grpclib.ServiceBase):
                 grpclib.const.Cardinality.UNARY_UNARY,
                 RestoreSessionRequest,
                 Session,
+            ),
+            "/aether.v1.SessionService/ListTombstones": grpclib.const.Handler(
+                self.__rpc_list_tombstones,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                ListTombstonesRequest,
+                ListTombstonesResponse,
+            ),
+            "/aether.v1.SessionService/GetTombstone": grpclib.const.Handler(
+                self.__rpc_get_tombstone,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                GetTombstoneRequest,
+                Tombstone,
             ),
         }
 
