@@ -118,6 +118,9 @@ class Handle:
     writable: bool
     append: bool
     blob_fd: int | None = None  # the clean content this handle reads (close-to-open)
+    # Its last flush (close) failed to write back: the release that follows
+    # leaves the node dirty for the next flush, fsync, close or unmount.
+    flush_failed: bool = False
 
 
 def _copy_fd(src: int, dst: int) -> None:
@@ -689,7 +692,7 @@ class Files:
         node = h.node
         self.drop_handle(h)
         try:
-            if node.dirty and h.writable:
+            if node.dirty and h.writable and not h.flush_failed:
                 await self.writeback(node)
         finally:
             if node.opens == 0 and node.staging is not None and not node.dirty \

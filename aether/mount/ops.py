@@ -532,7 +532,14 @@ class Operations(pyfuse3.Operations):
     async def flush(self, fh: int) -> None:
         h = self.files.handles.get(fh)
         if h is not None and h.writable and h.node.dirty:
-            await self.files.writeback(h.node)
+            try:
+                await self.files.writeback(h.node)
+            except BaseException:
+                # close(2) reports this; the release that follows must not
+                # start the same upload again behind the caller's back.
+                h.flush_failed = True
+                raise
+            h.flush_failed = False
 
     @_handler
     async def fsync(self, fh: int, datasync: bool) -> None:
