@@ -12,13 +12,15 @@ import asyncio
 import getpass
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from aether import pb
 from aether.client import AsyncClient, aconnect, source
 
-# What the sessions screen's create form can start a session from.
-SOURCE_KINDS = ("blank", "directory", "git", "template")
+# What the sessions screen's create form can start a session from (another
+# session is a fork: the sessions screen's own action).
+SOURCE_KINDS = ("blank", "directory", "git", "template", "archive", "commit", "checkpoint")
 
 
 @dataclass(frozen=True)
@@ -26,18 +28,57 @@ class NewSession:
     """What the create form collected."""
 
     kind: str  # one of SOURCE_KINDS
-    value: str = ""  # directory path, git URL/path or template name
+    # directory path (daemon's host), git URL/path, template name, archive path
+    # (this host), commit id or checkpoint id
+    value: str = ""
     ref: str = ""  # git ref
     name: str = ""
 
     def source(self) -> pb.SessionSource:
+        """The API's source. An archive is read here (a directory is packed as
+        tar.gz): it blocks, so call it off the event loop."""
         if self.kind == "directory":
             return source.directory(self.value)
         if self.kind == "git":
             return source.git(self.value, ref=self.ref)
         if self.kind == "template":
             return source.template(self.value)
+        if self.kind == "archive":
+            path = Path(self.value).expanduser()
+            if path.is_dir():
+                return source.archive(source.pack_directory(path))
+            return source.archive(path.read_bytes())  # format detected from the content
+        if self.kind == "commit":
+            return source.commit(self.value)
+        if self.kind == "checkpoint":
+            return source.checkpoint(self.value)
         return source.blank()
+
+
+@dataclass(frozen=True)
+class NewAnnotation:
+    """What the annotate dialog collected (lines 1-based, inclusive)."""
+
+    start_line: int
+    end_line: int
+    body: str
+    severity: str = "info"  # "info", "warning", "error" (the API takes free-form too)
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a session's base came from. For a fork (`kind == "session"`) the base
+    is the parent's state at the moment of the fork: the daemon records the
+    parent's id and that state's root as the child's base, so "base" in a diff
+    *is* "the fork parent, as forked"."""
+
+    kind: str  # the session's source_kind: "blank", "git", "session" (a fork), ...
+    ref: str  # what it named: the parent's id, a commit id, a URL, ...
+    parent: pb.Session | None = None  # the fork parent, while it exists
+
+    @property
+    def is_fork(self) -> bool:
+        return self.kind == "session"
 
 
 @dataclass(frozen=True)
@@ -90,7 +131,8 @@ class Backend:
         return await self.client.get_session(session_id)
 
     async def create_session(self, new: NewSession) -> pb.Session:
-        return await self.client.create_session(new.source(), name=new.name)
+        src = await asyncio.to_thread(new.source)  # an archive is read from disk
+        return await self.client.create_session(src, name=new.name)
 
     async def fork(self, session_id: str, name: str = "", at: str = "") -> pb.Session:
         return await self.client.fork_session(session_id, name=name, at=at)
@@ -100,6 +142,20 @@ class Backend:
 
     async def delete(self, session_id: str) -> pb.Session:
         return await self.client.delete_session(session_id)
+
+    async def origin(self, session: pb.Session) -> Origin:
+        """The session's origin, with its fork parent fetched (None when the
+        parent was deleted since: the child's base stays readable)."""
+        from aether.errors import NotFound
+
+        parent_id = session.parent_session_id
+        parent = None
+        if parent_id:
+            try:
+                parent = await self.client.get_session(parent_id)
+            except NotFound:
+                parent = None
+        return Origin(session.source_kind, session.source_ref or parent_id, parent)
 
     async def templates(self) -> list[pb.Template]:
         return [t async for t in self.client.iter_templates()]
@@ -152,6 +208,20 @@ class Backend:
         return [a async for a in self.client.iter_annotations(session_id, path=path)
                 if not path or a.path == path]
 
+    async def annotate(self, session_id: str, path: str, new: NewAnnotation) -> pb.Annotation:
+        return await self.client.create_annotation(
+            session_id, path, new.start_line, new.end_line, new.body, severity=new.severity,
+            author=self.user)
+
+    async def comments(self, session_id: str) -> list[pb.Comment]:
+        """Every comment of the session, oldest first."""
+        return [c async for c in self.client.iter_comments(session_id)]
+
+    async def comment(self, session_id: str, body: str, path: str = "",
+                      parent_id: str = "") -> pb.Comment:
+        return await self.client.create_comment(session_id, body, path=path,
+                                                parent_id=parent_id, author=self.user)
+
     async def approvals(self, session_id: str) -> list[pb.Approval]:
         return [a async for a in self.client.iter_approvals(session_id)]
 
@@ -170,6 +240,13 @@ class Backend:
 
     async def publish(self, session_id: str, topic: str, payload: str) -> pb.BusMessage:
         return await self.client.publish(session_id, topic, payload, sender=self.user)
+
+    async def events_cursor(self, session_id: str) -> int:
+        """The session's newest event cursor now. A filter that matches nothing
+        moves `next_cursor` past every row (docs/api.md, "Reading"), and a live
+        session's log never holds `session.deleted`."""
+        page = await self.client.list_events(session_id, types=["session.deleted"], limit=1)
+        return page.next_cursor
 
     async def follow(
         self, kind: str, session_id: str, on_item: Callable[[Any], Awaitable[None] | None],

@@ -98,3 +98,13 @@ class Display:
         if self.masked:
             return "····-··-·· ··:··"
         return when.astimezone().strftime("%Y-%m-%d %H:%M")
+
+
+def state_name(value: str, display: Display, fork: bool = False) -> str:
+    """A diff end as people say it: working, base (or, for a fork, its parent as
+    forked), or the short checkpoint/commit id."""
+    if value in ("", "working"):
+        return "working"
+    if value == "base":
+        return "fork parent" if fork else "base"
+    return display.short_id(value)

@@ -13,7 +13,7 @@ from tui_helpers import SIZE, until
 from aether import pb
 from aether.client import source
 from tui.app import AetherApp
-from tui.dialogs import CreateSessionDialog, HelpScreen
+from tui.dialogs import AnnotateDialog, CreateSessionDialog, HelpScreen
 from tui.screens.cache import CacheScreen
 from tui.screens.diff import DiffScreen
 from tui.screens.review import ReviewScreen
@@ -152,6 +152,20 @@ def test_session_file_with_annotation(snap_compare, stable_app, seeded):
         await until(pilot, lambda: "src" in screen.file_tree.loaded_paths)
         await pilot.press("down", "enter")  # src/app.py
         await until(pilot, lambda: screen.viewer.path == "src/app.py")
+
+    compare(snap_compare, stable_app(session_id=seeded.main.id), ready)
+
+
+def test_annotate_dialog(snap_compare, stable_app, seeded):
+    async def ready(pilot) -> None:
+        screen = await session_open(pilot)
+        await pilot.press("down", "enter")  # src/
+        await until(pilot, lambda: "src" in screen.file_tree.loaded_paths)
+        await pilot.press("down", "enter")  # src/app.py
+        await until(pilot, lambda: screen.viewer.path == "src/app.py")
+        await pilot.press("tab", *["down"] * 5)  # the viewer's cursor to line 6
+        await pilot.press("a")
+        await until(pilot, lambda: isinstance(pilot.app.screen, AnnotateDialog))
 
     compare(snap_compare, stable_app(session_id=seeded.main.id), ready)
 

@@ -17,6 +17,7 @@ from aether import pb
 from tui import format as fmt
 from tui.dialogs import ConfirmDialog
 from tui.tasks import task
+from tui.widgets.table import Table
 from tui.widgets.viewer import is_binary, syntax_theme
 
 VALUE_LIMIT = 64 * 1024
@@ -59,7 +60,7 @@ class CacheScreen(Screen):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Input(placeholder="/ key prefix", id="prefix")
-        yield DataTable(id="keys", cursor_type="row", zebra_stripes=True)
+        yield Table(id="keys", cursor_type="row", zebra_stripes=True)
         with VerticalScroll(id="value-view"):
             yield Static(Text("No key selected.", style="dim"), id="value")
         yield Footer(compact=True)

@@ -1,6 +1,7 @@
-"""The diff viewer: the working state against a checkpoint, a commit or the
-base (which, for a fork, is the parent's state at the fork). One file at a
-time, unified or side by side."""
+"""The diff viewer: any two states of a session (the working state, the base,
+a checkpoint, a commit), by default the base against the working state. For a
+fork the base is the parent's state at the fork, so that default reads "what
+changed since the fork". One file at a time, unified or side by side."""
 
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ from textual.widgets.option_list import Option
 
 from aether import pb
 from tui import format as fmt
-from tui.dialogs import PromptDialog
+from tui.data import Origin, TimelineEntry
+from tui.dialogs import CompareDialog
 from tui.tasks import task
 from tui.widgets.viewer import syntax_theme
 
@@ -93,22 +95,30 @@ def file_stats(f: pb.FileDiff) -> str:
 
 
 class DiffScreen(Screen):
-    """Per-file diff of two states (default: base -> working)."""
+    """Per-file diff of two states (default: base -> working). For a fork, the
+    base is its parent as forked, so the default diff is "what this fork did"."""
 
     BINDINGS = [
         Binding("escape", "back", "Back"),
         Binding("s", "toggle_mode", "Side/unified"),
         Binding("n,right_square_bracket", "next_file", "Next"),
         Binding("p,left_square_bracket", "prev_file", "Previous"),
-        Binding("t", "target", "Against…"),
+        Binding("t", "compare", "Compare…"),
+        Binding("f", "against_base", "Working vs fork parent / base", show=False),
+        Binding("w", "swap", "Swap from and to", show=False),
     ]
 
-    def __init__(self, session_id: str, from_: str = "base", to: str = "", path: str = "") -> None:
+    def __init__(self, session_id: str, from_: str = "base", to: str = "", path: str = "",
+                 ask: bool = False) -> None:
+        """States as in the API ("" or "working", "base", ckp_…, cmt_…); `ask`
+        opens the compare dialog first."""
         super().__init__()
         self.session_id = session_id
-        self.from_ = from_ or "base"
-        self.to = to
+        self.from_ = working(from_ or "base")
+        self.to = working(to)
         self.first_path = path
+        self.ask = ask
+        self.origin: Origin | None = None
         self.files: list[pb.FileDiff] = []
         self.side = False
         self.loaded = False
@@ -132,11 +142,17 @@ class DiffScreen(Screen):
     def on_mount(self) -> None:
         self.app.theme_changed_signal.subscribe(self, lambda _t: self._show())
         self.load()
+        if self.ask:
+            self.action_compare()
+
+    @property
+    def is_fork(self) -> bool:
+        return self.origin is not None and self.origin.is_fork
 
     def _title(self) -> None:
         display = self.app.display_opts  # type: ignore[attr-defined]
-        what = "working" if not self.to else display.short_id(self.to)
-        self.title = f"Diff {display.short_id(self.from_)} → {what}"
+        self.title = (f"Diff {fmt.state_name(self.from_, display, self.is_fork)} → "
+                      f"{fmt.state_name(self.to, display, self.is_fork)}")
         mode = "side by side" if self.side else "unified"
         current = self.current if self.loaded else None
         stats = f" · {file_stats(current)}" if current is not None else ""
@@ -145,7 +161,10 @@ class DiffScreen(Screen):
     @task(exclusive=True, group="diff")
     async def load(self) -> None:
         backend = await self.app.backend()  # type: ignore[attr-defined]
-        resp = await backend.diff(self.session_id, from_=self.from_, to=self.to)
+        if self.origin is None:
+            self.origin = await backend.origin(await backend.session(self.session_id))
+        # An empty `from` means "base" to the API: the working state is named.
+        resp = await backend.diff(self.session_id, from_=self.from_ or "working", to=self.to)
         self.files = list(resp.files)
         self.file_list.clear_options()
         self.file_list.add_options(
@@ -211,12 +230,47 @@ class DiffScreen(Screen):
     def action_prev_file(self) -> None:
         self._move(-1)
 
-    @task(group="ops")
-    async def action_target(self) -> None:
-        target = await self.app.push_screen_wait(PromptDialog(
-            "Compare the working state with (base, ckp_…, cmt_…)", value=self.from_))
-        if not target:
-            return
-        self.from_ = target
+    def state_choices(self, timeline: list[TimelineEntry]) -> list[tuple[str, str]]:
+        """(label, value) of every state of the session, for the compare dialog."""
+        display = self.app.display_opts  # type: ignore[attr-defined]
+        origin = self.origin
+        if origin is not None and origin.is_fork:
+            parent = (origin.parent.name or display.short_id(origin.parent.id)
+                      if origin.parent else f"{display.short_id(origin.ref)}, deleted")
+            base = f"fork parent ({parent}) as forked"
+        else:
+            base = f"base (created from {origin.kind})" if origin and origin.kind else "base"
+        out = [("working state", "working"), (base, "base")]
+        for e in timeline:
+            out.append((f"{e.kind} {display.short_id(e.id)} {e.message}".strip(), e.id))
+        return out
+
+    def _retarget(self, from_: str, to: str) -> None:
+        current = self.current if self.loaded else None
+        if current is not None and current.change:
+            self.first_path = current.change.path  # stay on the file being read
+        self.from_, self.to = working(from_), working(to)
         self.loaded = False
         self.load()
+
+    @task(group="ops")
+    async def action_compare(self) -> None:
+        backend = await self.app.backend()  # type: ignore[attr-defined]
+        if self.origin is None:
+            self.origin = await backend.origin(await backend.session(self.session_id))
+        timeline = await backend.timeline(self.session_id)
+        picked = await self.app.push_screen_wait(CompareDialog(
+            self.state_choices(timeline), self.from_ or "working", self.to or "working"))
+        if picked is not None:
+            self._retarget(*picked)
+
+    def action_against_base(self) -> None:
+        self._retarget("base", "")
+
+    def action_swap(self) -> None:
+        self._retarget(self.to, self.from_)
+
+
+def working(state: str) -> str:
+    """The API's names for the working state ("working", "HEAD") as ""."""
+    return "" if state in ("working", "HEAD") else state

@@ -14,6 +14,7 @@ from aether import pb
 from tui import format as fmt
 from tui.dialogs import ConfirmDialog, CreateSessionDialog, PromptDialog
 from tui.tasks import task
+from tui.widgets.table import Table, selected_key
 
 COLUMNS = (("Name", 22), ("State", 8), ("Labels", 16), ("Files", 6), ("Size", 7),
            ("Activity", 8))
@@ -50,7 +51,7 @@ class SessionsScreen(Screen):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Input(placeholder="/ filter: name, label, state, id", id="filter")
-        yield DataTable(id="sessions", cursor_type="row", zebra_stripes=True)
+        yield Table(id="sessions", cursor_type="row", zebra_stripes=True)
         yield Footer(compact=True)
 
     @property
@@ -104,13 +105,7 @@ class SessionsScreen(Screen):
             table.move_cursor(row=table.get_row_index(keep))
 
     def selected_id(self) -> str:
-        table = self.table
-        if not table.row_count:
-            return ""
-        try:
-            return str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
-        except Exception:
-            return ""
+        return selected_key(self.table)
 
     def selected(self) -> pb.Session | None:
         sid = self.selected_id()

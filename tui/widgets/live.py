@@ -8,10 +8,13 @@ publish on the bus.
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
+from textual.message import Message
 from textual.widgets import Input, Label, RichLog
 
 from aether import pb
@@ -54,7 +57,15 @@ def event_line(ev: pb.Event, display) -> Text:
 
 
 class FollowLog(RichLog):
-    """A RichLog fed by one follow stream ("bus" or "events")."""
+    """A RichLog fed by one follow stream ("bus" or "events"). Each item is
+    also posted as a `FollowLog.Received` message, so that the screen can follow
+    the same stream (its tree and lists) without a second connection."""
+
+    class Received(Message):
+        def __init__(self, kind: str, item: Any) -> None:
+            super().__init__()
+            self.kind = kind
+            self.item = item  # pb.BusMessage | pb.Event
 
     def __init__(self, kind: str, session_id: str, **kwargs) -> None:
         super().__init__(max_lines=2000, wrap=False, markup=False, auto_scroll=True, **kwargs)
@@ -71,6 +82,7 @@ class FollowLog(RichLog):
         self.write(bus_line(item, display) if self.kind == "bus" else event_line(item, display))
         self.received += 1
         self.last_cursor = item.cursor
+        self.post_message(self.Received(self.kind, item))
 
     @task(exclusive=True, group="follow")
     async def follow(self) -> None:
