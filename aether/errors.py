@@ -28,6 +28,10 @@ CODES: dict[str, tuple[int, Status]] = {
 
 class AetherError(Exception):
     code = "internal"
+    # An `internal` error's message normally stays in the daemon's log (it may
+    # name code or state the caller has no business seeing). A subclass sets
+    # this when its message is written for the caller and must reach them.
+    expose = False
 
     def __init__(self, message: str, **details: str) -> None:
         super().__init__(message)
@@ -86,6 +90,21 @@ class ResourceExhausted(AetherError):
     code = "resource_exhausted"
 
 
+class StorageFull(ResourceExhausted):
+    """The disk under the data directory is full (ENOSPC / SQLITE_FULL).
+
+    The code stays `resource_exhausted` (gRPC RESOURCE_EXHAUSTED is documented
+    for "the entire file system is out of space"); only the HTTP status is
+    specific: 507 Insufficient Storage, so it is not mistaken for the 429 of a
+    limit that the same request will hit again. Nothing of the request was
+    stored; it succeeds once space is freed.
+    """
+
+    @property
+    def http_status(self) -> int:
+        return 507
+
+
 class PayloadTooLarge(AetherError):
     code = "payload_too_large"
 
@@ -96,6 +115,18 @@ class Unimplemented(AetherError):
 
 class Internal(AetherError):
     code = "internal"
+
+
+class DataLoss(Internal):
+    """Stored content is missing or fails its hash check.
+
+    Still `internal` (500): the daemon, not the request, is at fault. But the
+    message is shown: it names only content hashes the caller can already see
+    (stat's extents) and says what to do, and a client must be able to tell
+    "your data is damaged" from a passing fault.
+    """
+
+    expose = True
 
 
 class Unavailable(AetherError):

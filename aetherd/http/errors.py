@@ -59,12 +59,20 @@ def describe(
         return _shape(405, exc.code, exc.message, exc.details, {"Allow": ", ".join(exc.allowed)})
     if isinstance(exc, AetherError):
         code = exc.code if exc.code in CODES else "internal"
-        if code == "internal":
+        if code == "internal" and not exc.expose:
             return _internal(exc, request, request_id)
+        if code == "internal":  # written for the caller (e.g. DataLoss), still worth a log line
+            log.error("%s in %s %s [request %s]", exc.message, request.method,
+                      request.raw_path, request_id)
+            return _shape(exc.http_status, code, exc.message,
+                          {**exc.details, "request_id": request_id})
         headers = {"WWW-Authenticate": "Bearer"} if code == "unauthenticated" else {}
         if "retry_after_seconds" in exc.details:  # a rate limit: say when to come back
             headers["Retry-After"] = exc.details["retry_after_seconds"]
-        return _shape(CODES[code][0], code, exc.message, exc.details, headers)
+        # exc.http_status, not CODES: a subclass may refine the status within
+        # its code (StorageFull is resource_exhausted with 507).
+        status = exc.http_status if exc.code == code else CODES[code][0]
+        return _shape(status, code, exc.message, exc.details, headers)
     if isinstance(exc, grpclib.GRPCError):
         code = _CODE_BY_GRPC.get(exc.status, "internal")
         if code == "internal":

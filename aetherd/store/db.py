@@ -4,10 +4,15 @@ The daemon runs store work on a small thread pool (SQLite calls would stall the
 event loop), so every thread gets its own connection. WAL lets readers run
 next to the single writer; writers take the lock up front (BEGIN IMMEDIATE) so
 two of them never deadlock upgrading from a read lock.
+
+A write that fails because the disk is full, or because it would commit a
+reference to an object gc has freed, rolls back whole and surfaces as a typed
+error (StorageFull, Unavailable) rather than an anonymous 500.
 """
 
 from __future__ import annotations
 
+import errno
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -15,6 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import apsw
+
+from aether.errors import AetherError, StorageFull, Unavailable
+from aetherd.store.schema import DANGLING_REFERENCE
 
 BUSY_TIMEOUT_MS = 30_000
 
@@ -57,14 +65,38 @@ class Database:
         self._local.after = []
         try:
             yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            # SQLite may already have rolled back by itself (SQLITE_FULL and
+            # I/O errors can do that, also on COMMIT).
+            if not conn.getautocommit():
+                conn.execute("ROLLBACK")
             self._local.after = []
-            raise
-        conn.execute("COMMIT")
+            typed = self._typed(conn, exc)
+            if typed is None:
+                raise
+            raise typed from exc
         callbacks, self._local.after = self._local.after, []
         for fn in callbacks:
             fn()
+
+    def _typed(self, conn: apsw.Connection, exc: BaseException) -> AetherError | None:
+        """The API error a failed write transaction means, if it is one we expect."""
+        if isinstance(exc, apsw.FullError) or (
+                isinstance(exc, apsw.IOError) and conn.system_errno == errno.ENOSPC):
+            return StorageFull(
+                f"no space left on the disk of the data directory ({self.path.name} could not "
+                "grow): the request changed nothing; free some space and retry",
+                database=self.path.name, reason="disk_full")
+        if isinstance(exc, apsw.ConstraintError) and DANGLING_REFERENCE in str(exc):
+            # Raised by the reference triggers of the schema: the request stored
+            # its objects, then a concurrent `aetherd gc` freed them before the
+            # row naming them could commit. Retrying stores them again.
+            return Unavailable(
+                "content this request stored was freed by a concurrent `aetherd gc` before "
+                "the request could commit; nothing was changed, retry the request "
+                "(a longer gc grace period avoids this)", reason="gc_race")
+        return None
 
     def after_commit(self, fn: Callable[[], Any]) -> None:
         """Run fn once the current write transaction has committed (never on rollback).

@@ -23,12 +23,15 @@ from threading import Lock
 import blake3
 import orjson
 
+from aether.errors import DataLoss, Unavailable
 from aetherd.store.blobs import BlobStore, chunk_hash
 from aetherd.store.db import Database
+from aetherd.store.schema import EMPTY_FILE_HASH
 
 CHUNK_SIZE = 1 << 20
 FILE, DIR, SYMLINK = 1, 2, 3  # = pb.EntryKind values
 EMPTY_CONTENT_HASH = blake3.blake3(b"").hexdigest()
+assert EMPTY_CONTENT_HASH == EMPTY_FILE_HASH  # the schema's reference triggers exempt it
 # Flush buffered chunks to the blob store past this many bytes.
 _FLUSH_BYTES = 64 << 20
 
@@ -168,11 +171,13 @@ class ObjectBatch:
             self._chunk_bytes = 0
 
     def commit(self) -> None:
+        held = dict(self._chunks)  # the last unflushed bytes, kept until the check below
         self.flush_chunks()
         now = time.time_ns()
         if not (self._files or self._trees):
             return
         with self.store.db.write() as conn:
+            self._check_chunks(held)
             # Upsert refreshes created_ns: a gc that marked before this write
             # began will not free an object this write is about to reference.
             conn.executemany(
@@ -190,6 +195,31 @@ class ObjectBatch:
         self._files.clear()
         self._trees.clear()
         self._decoded.clear()
+
+    def _check_chunks(self, held: dict[str, bytes]) -> None:
+        """Every chunk the new file records name is in the blob store; call
+        under the metadata write lock.
+
+        The chunks were committed before this transaction, and a gc may have
+        freed them since (they were referenced by nothing yet). gc frees
+        chunks only while it holds the metadata write lock, so what is present
+        now stays present until this transaction commits the records that
+        name it, and from then on gc sees them named. A chunk gc is about to
+        free is kept; a freed one whose bytes are still at hand is stored
+        again; one flushed earlier (a big import) is gone, and the write fails
+        as retryable.
+        """
+        named = {c for rec in self._files.values() for c in rec.chunks}
+        missing = named - self.store.blobs.has(named)
+        if not missing:
+            return
+        lost = missing - held.keys() - self.store.blobs.keep(missing - held.keys())
+        if lost:
+            raise Unavailable(
+                f"{len(lost)} chunk(s) this request stored were freed by a concurrent "
+                "`aetherd gc` before the request could commit; nothing was changed, retry "
+                "the request (a longer gc grace period avoids this)", reason="gc_race")
+        self.store.blobs.put_many((h, held[h]) for h in missing)
 
 
 def _fixed_pieces(data: bytes | Iterable[bytes]) -> Iterator[bytes]:
@@ -286,7 +316,11 @@ class ObjectStore:
     def iter_range(self, rec: FileRecord, start: int, end: int) -> Iterator[bytes]:
         first, last = start // CHUNK_SIZE, (end - 1) // CHUNK_SIZE
         for i in range(first, last + 1):
-            data = self.blobs.get(rec.chunks[i])
+            try:
+                data = self.blobs.get(rec.chunks[i])
+            except DataLoss as exc:
+                exc.details.setdefault("file", rec.hash)
+                raise
             base = i * CHUNK_SIZE
             yield data[max(0, start - base) : end - base]
 

@@ -231,7 +231,50 @@ CREATE TABLE IF NOT EXISTS tombstones (
     expires_ns  INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS tombstones_by_time ON tombstones(deleted_ns);
+
+-- Every reference must name a stored object. A writer stores objects first
+-- and commits the row that names them later, in another transaction, and
+-- `aetherd gc` may free them in between (it frees what nothing references
+-- yet, once older than its grace period; at --grace-seconds 0 that is the
+-- normal case). These triggers make such a commit fail and roll back instead
+-- of leaving a dangling reference: the daemon answers `unavailable`, and a
+-- retry stores the objects again. gc sweeps under the write lock, so the
+-- check cannot go stale before the commit. Cost: a primary-key lookup or two
+-- per row. The messages are literals so that older sqlite3 shells (backups)
+-- still parse the schema. The empty tree and the empty file need no row.
+CREATE TRIGGER IF NOT EXISTS overlay_names_stored_objects BEFORE INSERT ON overlay
+WHEN NEW.hash != '' AND NEW.hash != '{empty_file}'
+ AND NOT EXISTS (SELECT 1 FROM files WHERE hash = NEW.hash)
+ AND NOT EXISTS (SELECT 1 FROM trees WHERE hash = NEW.hash)
+BEGIN SELECT RAISE(ABORT, '{dangling}'); END;
+CREATE TRIGGER IF NOT EXISTS sessions_name_stored_trees BEFORE INSERT ON sessions
+WHEN NOT EXISTS (SELECT 1 FROM trees WHERE hash = NEW.base_root)
+  OR NOT EXISTS (SELECT 1 FROM trees WHERE hash = NEW.fold_root)
+BEGIN SELECT RAISE(ABORT, '{dangling}'); END;
+CREATE TRIGGER IF NOT EXISTS sessions_move_to_stored_trees
+BEFORE UPDATE OF base_root, fold_root ON sessions
+WHEN (NEW.base_root != OLD.base_root
+      AND NOT EXISTS (SELECT 1 FROM trees WHERE hash = NEW.base_root))
+  OR (NEW.fold_root != OLD.fold_root
+      AND NOT EXISTS (SELECT 1 FROM trees WHERE hash = NEW.fold_root))
+BEGIN SELECT RAISE(ABORT, '{dangling}'); END;
+CREATE TRIGGER IF NOT EXISTS checkpoints_name_stored_trees BEFORE INSERT ON checkpoints
+WHEN NOT EXISTS (SELECT 1 FROM trees WHERE hash = NEW.root)
+BEGIN SELECT RAISE(ABORT, '{dangling}'); END;
+CREATE TRIGGER IF NOT EXISTS commits_name_stored_trees BEFORE INSERT ON commits
+WHEN NOT EXISTS (SELECT 1 FROM trees WHERE hash = NEW.root)
+BEGIN SELECT RAISE(ABORT, '{dangling}'); END;
+CREATE TRIGGER IF NOT EXISTS templates_name_stored_trees BEFORE INSERT ON templates
+WHEN NOT EXISTS (SELECT 1 FROM trees WHERE hash = NEW.root)
+BEGIN SELECT RAISE(ABORT, '{dangling}'); END;
 """
+
+# The reference triggers' error (store/db.py turns it into `unavailable`).
+DANGLING_REFERENCE = "aether: dangling reference"
+# BLAKE3 of b"" (objects.EMPTY_CONTENT_HASH; a literal to keep this module import-free).
+EMPTY_FILE_HASH = "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262"
+META_SCHEMA = META_SCHEMA.replace("{dangling}", DANGLING_REFERENCE).replace(
+    "{empty_file}", EMPTY_FILE_HASH)
 
 # Columns added after a table first shipped: (table, column, definition).
 # CREATE TABLE IF NOT EXISTS cannot add them to an existing meta.db; the store
@@ -250,4 +293,11 @@ CREATE TABLE IF NOT EXISTS chunks (
     data        BLOB NOT NULL,
     created_ns  INTEGER NOT NULL
 );
+
+-- Chunks gc has found unreferenced and is deleting, in short transactions
+-- (maintenance.gc). Writers treat them as absent: storing one again takes it
+-- off this list, and gc deletes only what is still on it.
+CREATE TABLE IF NOT EXISTS freeing (
+    hash        TEXT PRIMARY KEY
+) WITHOUT ROWID;
 """
