@@ -59,6 +59,7 @@ bench: setup
 	$(BIN)/python bench/cli.py
 	$(BIN)/python bench/mount.py
 	$(BIN)/python bench/tui.py
+	$(BIN)/python bench/load.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -228,3 +228,23 @@ def test_if_match_guards_writes(http: httpx.Client, session: str) -> None:
     error_of(http.delete(url, headers={"If-Match": etag}), 409, "conflict")
     assert http.delete(url, headers={"If-Match": second.headers["etag"]}).status_code == 200
     error_of(http.get(url), 404, "not_found")
+
+
+def test_token_ttl_past_the_limit_is_invalid_argument(http: httpx.Client) -> None:
+    """A ttl whose expiry in nanoseconds overflows SQLite's 64-bit integers was
+    a 500 (found probing the 64-bit bounds the OpenAPI document allows)."""
+    for ttl in (str(2**64 - 1), str(10 * 365 * 24 * 3600 + 1)):
+        error = error_of(http.post("/v1/tokens", json={"principal": "ttl", "ttlSeconds": ttl}),
+                         400, "invalid_argument")
+        assert error["details"] == {"parameter": "ttl_seconds"}
+    longest = http.post("/v1/tokens", json={"principal": "ttl", "ttlSeconds": 10 * 365 * 86400})
+    assert longest.status_code == 201, longest.text
+    assert longest.json()["token"]["expireTime"]
+
+
+def test_mkdir_refuses_a_mode_beyond_permission_bits(http: httpx.Client, session: str) -> None:
+    """Any 32-bit mode was stored, and a zip export of the session was then cut
+    off mid-stream (found by tests/test_schemathesis.py)."""
+    url = f"/v1/sessions/{session}/fs:mkdir"
+    error_of(http.post(url, json={"path": "d", "mode": 4294967295}), 400, "invalid_argument")
+    assert http.post(url, json={"path": "d", "mode": 0o750}).status_code == 200

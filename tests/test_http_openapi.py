@@ -1960,3 +1960,55 @@ async def test_bad_last_event_id_is_invalid_argument(stack: Stack) -> None:
                                   headers={"Accept": "text/event-stream", "Last-Event-ID": "x"})
     await assert_error(resp, 400, "invalid_argument")
 
+
+
+# ---- found by tests/test_schemathesis.py
+
+
+def _event_stream_schema(document: dict[str, Any], path: str) -> dict[str, Any]:
+    ok = document["paths"][path]["get"]["responses"]["200"]
+    return ok["content"]["text/event-stream"]["schema"]
+
+
+@pytest.mark.parametrize("tail", ["/bus", "/events"])
+async def test_each_sse_event_matches_the_documented_event_schema(stack: Stack,
+                                                                  tail: str) -> None:
+    """In OpenAPI 3.1 the text/event-stream schema describes one event; it said
+    `type: string`, which no event (an id/event/data object) is. The data is
+    the item as JSON, or the ErrorResponse of a stream that failed."""
+    document = openapi_document()
+    schema = _event_stream_schema(document, "/v1/sessions/{session_id}" + tail)
+    validator = jsonschema.Draft202012Validator({**schema, "components": document["components"]})
+    content = jsonschema.Draft202012Validator(
+        {**schema["properties"]["data"]["contentSchema"], "components": document["components"]})
+    sid = await stack.new_session()
+    await stack.put(sid, "a.txt", b"a")  # an event besides session.created
+    for n in range(2):
+        await stack.json("POST", f"/v1/sessions/{sid}/bus:publish",
+                         json={"topic": "t", "payload": b64(b"x"), "sender": str(n)})
+    async with asyncio.timeout(5):
+        resp = await stack.client.get(f"/v1/sessions/{sid}{tail}", headers=SSE)
+        try:
+            assert resp.status == 200
+            events = await next_events(resp, 2)
+            await stack.json("DELETE", f"/v1/sessions/{sid}")  # ends the stream with an error
+            events += await next_events(resp, 1)
+        finally:
+            resp.close()
+    assert events[-1]["event"] == "error"
+    for event in events:
+        validator.validate(event)
+        content.validate(json.loads(event["data"]))
+
+
+def test_last_event_id_is_documented_as_the_cursor_it_sets(document: dict[str, Any]) -> None:
+    """It said any string; the daemon reads it into the uint64 `after` and
+    refuses anything else (test_bad_last_event_id_is_invalid_argument)."""
+    for tail in ("/bus", "/events"):
+        op = document["paths"]["/v1/sessions/{session_id}" + tail]["get"]
+        [header] = [p for p in op["parameters"] if p["in"] == "header"]
+        assert header["name"] == "Last-Event-ID"
+        validator = jsonschema.Draft202012Validator(header["schema"])
+        assert validator.is_valid(0) and validator.is_valid(2**64 - 1)
+        assert not validator.is_valid("Z") and not validator.is_valid(-1)
+        assert not validator.is_valid(2**64)

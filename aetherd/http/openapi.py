@@ -36,6 +36,7 @@ from aetherd.http.proto_json import (
 from aetherd.http.query import singular
 from aetherd.http.routes import ROUTES, Route
 from aetherd.http.rpcs import Rpc, rpc
+from aetherd.http.streams import FOLLOWS
 
 OPENAPI_PATH = "/v1/openapi.json"
 SCHEMAS = "#/components/schemas/"
@@ -365,8 +366,10 @@ class _Builder:
             }, "default": error}
         content: dict[str, Any] = {"application/json": reply}
         description = f"A {the_rpc.reply.__name__}."
-        if (route.service, route.rpc) in _FOLLOWS or route.kind == "sse":
-            content["text/event-stream"] = {"schema": {"type": "string"}}
+        follow = FOLLOWS.get((route.service, route.rpc))
+        if follow is not None or route.kind == "sse":
+            item = rpc(route.service, follow).reply if follow else the_rpc.reply
+            content["text/event-stream"] = {"schema": self.event_schema(item)}
             description += (" With `Accept: text/event-stream`, a live stream of server-sent "
                             "events instead: `id` is the cursor, `event` the topic or type, "
                             "`data` one item as JSON; resume with Last-Event-ID.")
@@ -379,8 +382,31 @@ class _Builder:
             ok["headers"] = headers
         return {status: ok, "default": error}
 
+    def event_schema(self, item: type[betterproto2.Message]) -> dict[str, Any]:
+        """One server-sent event, by field, as streams.format_event writes it.
 
-_FOLLOWS = {("bus", "read"), ("events", "list_events")}
+        In OpenAPI 3.1 the `schema` of text/event-stream describes each event
+        (3.2 names this `itemSchema`); a plain string would say the stream is
+        one opaque text, which tools that check streams event by event refute.
+        """
+        return {
+            "type": "object",
+            "description": "One server-sent event. A stream that fails after it started "
+                           "ends with one event `error` whose data is an ErrorResponse.",
+            "properties": {
+                "id": {"type": "string", "pattern": "^[0-9]+$",
+                       "description": "The item's cursor: send it as Last-Event-ID to resume."},
+                "event": {"type": "string",
+                          "description": "The bus topic or the event type; `error` at the end "
+                                         "of a failed stream."},
+                "data": {"type": "string", "contentMediaType": "application/json",
+                         "contentSchema": {"anyOf": [self.message_ref(item),
+                                                     self.message_ref(pb.ErrorResponse)]},
+                         "description": f"One {item.__name__} as JSON, or the ErrorResponse."},
+            },
+            "required": ["event", "data"],
+            "additionalProperties": False,
+        }
 
 
 def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
@@ -449,8 +475,11 @@ def _header_params(route: Route) -> list[dict[str, Any]]:
                 h("If-None-Match", "`*`: write only if the file does not exist.")]
     if key in (("files", "delete_file"), ("files", "patch_file")):
         return [h("If-Match", "Only if the current ETag matches.")]
-    if key in _FOLLOWS:
-        return [h("Last-Event-ID", "With text/event-stream: resume after this cursor.")]
+    if key in FOLLOWS:
+        # The header sets the request's `after` field (streams.follow): same type.
+        after = fields_of(rpc(*key).request)["after"]
+        return [{**h("Last-Event-ID", "With text/event-stream: resume after this cursor."),
+                 "schema": scalar_query_schema(after.proto_type)}]
     return []
 
 

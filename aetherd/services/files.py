@@ -238,6 +238,8 @@ class Files:
 
     def mkdir(self, session_id: str, path: str, parents: bool, mode: int) -> tuple[str, Entry]:
         path = paths.normalize(path, allow_root=False)
+        if mode & ~0o7777:  # as for files: a tree must stay exportable as tar and zip
+            raise InvalidArgument(f"bad mode {oct(mode)}")
         with self.db.write():
             _, ws = self.store.writable(session_id)
             cur = ws.lookup(path)

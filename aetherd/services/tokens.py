@@ -28,6 +28,9 @@ _ID_RE = re.compile(r"^tok_[0-9a-hjkmnp-tv-z]{26}$")
 MAX_PAGE = 1000
 MAX_SCOPES = 1000
 MAX_DESCRIPTION = 1024
+# Expiry is stored in nanoseconds, and SQLite integers stop at 2**63 - 1 (year
+# 2262); ten years is also the longest TTL the knowledge cache takes.
+MAX_TTL_SECONDS = 10 * 365 * 24 * 3600
 _COLS = "id, principal, scopes, description, created_ns, expires_ns, revoked_ns"
 
 
@@ -69,6 +72,9 @@ class Tokens:
             raise InvalidArgument(f"at most {MAX_SCOPES} scopes")
         if len(description.encode()) > MAX_DESCRIPTION:
             raise InvalidArgument(f"description over {MAX_DESCRIPTION} bytes")
+        if ttl_seconds > MAX_TTL_SECONDS:
+            raise InvalidArgument(f"ttl_seconds is {ttl_seconds}; the limit is {MAX_TTL_SECONDS} "
+                                  "(0 = no expiry)", parameter="ttl_seconds")
         parse_scopes(scopes)  # refuse a malformed scope now, not at every use
         scopes = sorted(set(scopes))
         now = time.time_ns()
