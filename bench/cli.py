@@ -4,10 +4,12 @@
 
 Each command is a fresh process (what a shell script pays per call), timed
 wall-clock from spawn to exit, median of N runs after one warm-up run (so the
-page cache is warm for every contender alike). `aether session ls` talks to a
-real daemon started here with 20 sessions; `git status` runs in a repository
-of 1,000 committed files; `session ls` is timed printing its table to a
-terminal (a pseudo-terminal here), to a pipe, and as JSON. Target (issue 4):
+page cache is warm for every contender alike). The commands are run in turn,
+round after round, so that a slow spell of the machine hits all of them.
+`aether session ls` talks to a real daemon started here with 20 sessions;
+`git status` runs in a repository of 1,000 committed files. `session ls` is
+timed printing its table to a terminal (a pseudo-terminal here), to a pipe,
+and as JSON. Target (issue 4):
 `aether --help` and `aether session ls` under 300 ms.
 """
 
@@ -59,10 +61,18 @@ def wall_ms(cmd: list[str], env: dict[str, str], cwd: Path | None = None,
     return (time.perf_counter() - t0) * 1000.0
 
 
-def sample(cmd: list[str], env: dict[str, str], runs: int, cwd: Path | None = None,
-           tty: bool = False) -> float:
-    wall_ms(cmd, env, cwd, tty)  # warm-up
-    return median([wall_ms(cmd, env, cwd, tty) for _ in range(runs)])
+def sample_all(rows: list[tuple[str, list[str], Path | None, bool]], env: dict[str, str],
+               runs: int) -> list[tuple[str, float]]:
+    """Median per command, the commands taken in turn (one run of each, then
+    the next round): a slow spell of a shared machine then lands on every
+    command alike instead of on whichever ran during it."""
+    for _name, cmd, cwd, tty in rows:
+        wall_ms(cmd, env, cwd, tty)  # warm-up
+    times: dict[str, list[float]] = {name: [] for name, *_ in rows}
+    for _ in range(runs):
+        for name, cmd, cwd, tty in rows:
+            times[name].append(wall_ms(cmd, env, cwd, tty))
+    return [(name, median(times[name])) for name, *_ in rows]
 
 
 def main() -> int:
@@ -101,8 +111,7 @@ def main() -> int:
                 ("git --version", ["git", "--version"], None, False),
                 ("git status (1,000 files)", ["git", "status", "--short"], repo, False),
             ]
-            results = [(name, sample(cmd, env, args.runs, cwd, tty))
-                       for name, cmd, cwd, tty in rows]
+            results = sample_all(rows, env, args.runs)
         finally:
             daemon.stop()
 

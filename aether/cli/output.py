@@ -9,6 +9,7 @@ when something is printed for people.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -122,6 +123,69 @@ def to_json(msg: Any) -> Any:
     return msg
 
 
+def _natural_width(columns: Sequence[Column], cells: dict[int, list[str]]) -> int:
+    """The width the table takes unsqueezed: each column as wide as its widest
+    cell or header, and three columns between two (padding, separator,
+    padding) in the SIMPLE_HEAD style `Output._table` uses."""
+    from rich.cells import cell_len
+
+    widths = [max([cell_len(c.header), *(cell_len(v) for v in cells[id(c)])]) for c in columns]
+    return sum(widths) + 3 * (len(widths) - 1)
+
+
+def _multiline(cells: dict[int, list[str]]) -> bool:
+    return any("\n" in v or "\r" in v for values in cells.values() for v in values)
+
+
+# SGR codes of the styles tables use (a column with any other style goes
+# through rich).
+_SGR = {None: "", "bold": "1", "dim": "2", "cyan": "36"}
+
+
+def _plain_styles(columns: Sequence[Column]) -> list[str] | None:
+    if any(c.style not in _SGR for c in columns):
+        return None
+    return [_SGR[c.style] for c in columns]
+
+
+def _terminal_columns() -> int:
+    import shutil
+
+    return shutil.get_terminal_size().columns  # honours COLUMNS, as rich does
+
+
+def _colour_wanted() -> bool:
+    return not os.environ.get("NO_COLOR") and os.environ.get("TERM", "") != "dumb"
+
+
+def _plain_table(columns: Sequence[Column], cells: dict[int, list[str]], rows: int,
+                 colour: bool = False) -> str:
+    """`Output._table` as rich prints it when it fits: headers (bold), a rule,
+    rows; columns as wide as their widest cell, three spaces apart; no
+    trailing spaces. Checked cell for cell against rich's output by
+    tests/test_cli_output.py."""
+    from rich.cells import cell_len
+
+    widths = [max([cell_len(c.header), *(cell_len(v) for v in cells[id(c)])]) for c in columns]
+    styles = _plain_styles(columns) or [""] * len(columns)
+
+    def paint(text: str, sgr: str) -> str:
+        return f"\x1b[{sgr}m{text}\x1b[0m" if colour and sgr and text else text
+
+    def line(values: list[str], header: bool = False) -> str:
+        out = []
+        for col, width, value, sgr in zip(columns, widths, values, styles, strict=True):
+            pad = " " * (width - cell_len(value))
+            value = paint(value, "1" if header else sgr)
+            out.append(pad + value if col.justify == "right" else value + pad)
+        return "   ".join(out).rstrip() + "\n"
+
+    rule = "\u2500" * (sum(widths) + 3 * (len(widths) - 1))
+    text = [line([c.header for c in columns], header=True), rule + "\n"]
+    text.extend(line([cells[id(c)][i] for c in columns]) for i in range(rows))
+    return "".join(text)
+
+
 @dataclass(frozen=True)
 class Column:
     header: str
@@ -155,20 +219,38 @@ class Output:
             if not console.is_terminal:
                 # Piped or redirected: never squeeze, truncate or wrap for a
                 # screen that is not there.
-                console = Console(highlight=False, soft_wrap=False, width=100_000)
+                console.width = 100_000
             self._console = console
         return self._console
 
-    def render(self, renderable: Any) -> None:
-        """Print a rich renderable; off a terminal, without trailing padding."""
+    def console_is_terminal(self) -> bool:
+        """What rich's Console would decide, without building one (importing
+        rich): is stdout a terminal, with FORCE_TERMINAL / TTY_COMPATIBLE
+        respected as rich respects them."""
+        if self._console is not None:
+            return bool(self._console.is_terminal)
+        force = os.environ.get("FORCE_TERMINAL") or os.environ.get("TTY_COMPATIBLE")
+        if force is not None and force != "":
+            return force not in ("0",)
+        try:
+            return sys.stdout.isatty()
+        except (AttributeError, ValueError):
+            return False
+
+    def render(self, renderable: Any, width: int | None = None) -> None:
+        """Print a rich renderable; off a terminal, without trailing padding.
+
+        `width`: its natural width when the caller knows it (a table knows it
+        from its cells, far cheaper than rich measuring the renderable)."""
         if self.console.is_terminal:
             self.console.print(renderable)
             return
-        from rich.measure import Measurement
+        if width is None:
+            from rich.measure import Measurement
 
+            width = Measurement.get(self.console, self.console.options, renderable).maximum
         # Rendered at its natural width: at the console's (100,000 columns),
         # rich pads every line to it, which took ~50 ms for a 20-row table.
-        width = Measurement.get(self.console, self.console.options, renderable).maximum
         with self.console.capture() as captured:
             self.console.print(renderable, width=max(width, 1))
         lines = captured.get().splitlines()
@@ -236,24 +318,34 @@ class Output:
             self.err.print(empty, style="dim")
             return
         cols = list(columns)
-        while True:
-            table = self._table(msgs, cols)
-            if not self.console.is_terminal:
-                break
-            from rich.measure import Measurement
-
-            unbounded = self.console.options.update_width(1_000_000)
-            width = Measurement.get(self.console, unbounded, table).maximum
-            droppable = [c for c in cols if c.drop]
-            if width <= self.console.width or not droppable:
-                break
-            cols.remove(max(droppable, key=lambda c: c.drop))
-        self.render(table)
+        cells = {id(c): [c.value(m) for m in msgs] for c in cols}
+        if self.console_is_terminal():
+            # Too wide for the terminal: drop columns (highest `drop` first)
+            # before any text is folded.
+            while _natural_width(cols, cells) > _terminal_columns():
+                droppable = [c for c in cols if c.drop]
+                if not droppable:
+                    break
+                cols.remove(max(droppable, key=lambda c: c.drop))
+        if not _multiline(cells) and _plain_styles(cols) is not None:
+            terminal = self.console_is_terminal()
+            width = _natural_width(cols, cells)
+            if not terminal or width <= _terminal_columns():
+                # What rich would print, written directly: rich costs ~100 ms
+                # of a command's start (import and layout), and a table that
+                # fits needs no folding. Off a terminal: no colour; on one,
+                # the columns' styles as ANSI colour unless NO_COLOR.
+                sys.stdout.write(_plain_table(cols, cells, len(msgs),
+                                              colour=terminal and _colour_wanted()))
+                sys.stdout.flush()
+                return
+        self.render(self._table(cols, cells, len(msgs)), _natural_width(cols, cells))
 
     @staticmethod
-    def _table(msgs: list[Any], columns: Sequence[Column]) -> Any:
+    def _table(columns: Sequence[Column], cells: dict[int, list[str]], rows: int) -> Any:
         from rich import box
         from rich.table import Table
+        from rich.text import Text
 
         table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
         for col in columns:
@@ -262,8 +354,10 @@ class Output:
             table.add_column(col.header, justify=col.justify, style=col.style,  # type: ignore[arg-type]
                              no_wrap=not col.wrap, overflow="fold" if col.wrap else "ellipsis",
                              min_width=len(col.header) if col.wrap else None)
-        for m in msgs:
-            table.add_row(*(col.value(m) for col in columns))
+        # Text, not str: a cell is data, never rich markup ("[x]" in a name stays
+        # as typed), and skipping markup and emoji parsing halves the render.
+        for i in range(rows):
+            table.add_row(*(Text(cells[id(col)][i]) for col in columns))
         return table
 
     def done(self, text: str, msg: Any = None, ident: str | None = None) -> None:
