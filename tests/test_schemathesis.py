@@ -59,7 +59,7 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 # Bounded so the whole module stays around a minute on the 2-core CI machine
 # (~70 operations); `database: none` keeps runs independent of earlier ones,
 # and a fixed seed makes a failure reproduce on the next run.
-MAX_EXAMPLES = int(os.environ.get("AETHER_FUZZ_EXAMPLES", "15"))
+MAX_EXAMPLES = int(os.environ.get("AETHER_FUZZ_EXAMPLES", "10"))
 FOLLOW_OPERATIONS = ("BusService.Read", "EventService.ListEvents")
 # Query parameters naming a state of a session (a checkpoint, a commit, `base`).
 STATE_PARAMS = ("at", "from", "to", "since")
@@ -209,7 +209,7 @@ def api_schema(daemon: DaemonProc, world: World) -> schemathesis.BaseSchema:
 
 
 def mostly(real: st.SearchStrategy, generated: Any) -> st.SearchStrategy:
-    """Two cases in three use real objects: with ~15 examples an even split
+    """Two cases in three use real objects: with ~10 examples an even split
     leaves too few that get past the lookup."""
     return st.sampled_from((True, True, False)).flatmap(
         lambda use_real: real if use_real else st.just(generated))
