@@ -141,6 +141,13 @@ def _stop(data_dir: Path) -> None:
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             try:
+                # Autostarted by this process, the daemon is our child: once it
+                # exits it stays a zombie (kill(pid, 0) still succeeds) until reaped.
+                if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                    return
+            except ChildProcessError:
+                pass  # someone else's: wait for it to vanish
+            try:
                 os.kill(pid, 0)
             except ProcessLookupError:
                 return
