@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
-from tui_helpers import SIZE, until
+from tui_helpers import SIZE, session_open, until
 
 from aether import pb
 from aether.client import source
@@ -17,7 +17,6 @@ from tui.dialogs import AnnotateDialog, CreateSessionDialog, HelpScreen
 from tui.screens.cache import CacheScreen
 from tui.screens.diff import DiffScreen
 from tui.screens.review import ReviewScreen
-from tui.screens.session import SessionScreen
 from tui.screens.sessions import SessionsScreen
 
 APP_PY = b'''"""The service."""
@@ -95,15 +94,6 @@ def compare(snap_compare, app: AetherApp, ready, *, press=()) -> None:
 async def sessions_listed(pilot) -> None:
     await until(pilot, lambda: isinstance(pilot.app.screen, SessionsScreen)
                 and pilot.app.screen.loaded)
-
-
-async def session_open(pilot) -> SessionScreen:
-    app = pilot.app
-    await until(pilot, lambda: isinstance(app.screen, SessionScreen))
-    screen = app.screen
-    await until(pilot, lambda: "" in screen.file_tree.loaded_paths and screen.timeline_loaded
-                and screen.session is not None)
-    return screen
 
 
 def test_sessions_screen(snap_compare, stable_app):

@@ -7,14 +7,13 @@ screen with a comment thread."""
 from __future__ import annotations
 
 import pytest
-from tui_helpers import SIZE, until
+from tui_helpers import SIZE, session_open, until
 
 from aether import pb
 from tui.app import AetherApp
 from tui.dialogs import CompareDialog
 from tui.screens.diff import DiffScreen
 from tui.screens.review import ReviewScreen
-from tui.screens.session import SessionScreen
 
 SERVICE = b"def handler(event):\n    return {'status': 200}\n"
 
@@ -48,17 +47,8 @@ def stable_app(daemon, fork):
     return make
 
 
-async def fork_open(pilot) -> SessionScreen:
-    app = pilot.app
-    await until(pilot, lambda: isinstance(app.screen, SessionScreen))
-    screen = app.screen
-    await until(pilot, lambda: "" in screen.file_tree.loaded_paths and screen.timeline_loaded
-                and screen.session is not None)
-    return screen
-
-
 async def diff_open(pilot) -> DiffScreen:
-    await fork_open(pilot)
+    await session_open(pilot)
     await pilot.press("f")
     await until(pilot, lambda: isinstance(pilot.app.screen, DiffScreen)
                 and pilot.app.screen.loaded)
@@ -67,7 +57,7 @@ async def diff_open(pilot) -> DiffScreen:
 
 def test_fork_timeline(snap_compare, stable_app):
     async def ready(pilot) -> None:
-        await fork_open(pilot)
+        await session_open(pilot)
         await pilot.press("2")
 
     assert snap_compare(stable_app(), run_before=ready, terminal_size=SIZE)
@@ -93,7 +83,7 @@ def test_fork_compare_dialog(snap_compare, stable_app):
 
 def test_fork_review_with_comments(snap_compare, stable_app):
     async def ready(pilot) -> None:
-        await fork_open(pilot)
+        await session_open(pilot)
         await pilot.press("v")
         await until(pilot, lambda: isinstance(pilot.app.screen, ReviewScreen)
                     and pilot.app.screen.loaded)

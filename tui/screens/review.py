@@ -186,14 +186,8 @@ class ReviewScreen(Screen):
 
     @task(group="ops")
     async def action_comment(self) -> None:
-        body = await self.app.push_screen_wait(PromptDialog(
-            "Comment on the session", placeholder="a note for everyone on it", required=True))
-        if not body:
-            return
-        backend = await self.app.backend()  # type: ignore[attr-defined]
-        await backend.comment(self.session_id, body)
-        self.notify("Commented.")
-        self.load()
+        if await comment_on_session(self, self.session_id):
+            self.load()
 
     @task(group="ops")
     async def action_reply(self) -> None:
@@ -211,3 +205,15 @@ class ReviewScreen(Screen):
         self.notify("Replied.")
         self.load()
 
+
+async def comment_on_session(screen: Screen, session_id: str) -> bool:
+    """Ask for a comment on the session and post it; False when cancelled.
+    (The session screen's `C` and the review screen's `c` both do this.)"""
+    body = await screen.app.push_screen_wait(PromptDialog(
+        "Comment on the session", placeholder="a note for everyone on it", required=True))
+    if not body:
+        return False
+    backend = await screen.app.backend()  # type: ignore[attr-defined]
+    await backend.comment(session_id, body)
+    screen.notify("Commented.")
+    return True

@@ -468,11 +468,7 @@ class SessionScreen(Screen):
 
     @task(group="ops")
     async def action_comment(self) -> None:
-        body = await self.app.push_screen_wait(PromptDialog(
-            "Comment on the session", placeholder="a note for everyone on it", required=True))
-        if not body:
-            return
-        backend = await self.app.backend()  # type: ignore[attr-defined]
-        await backend.comment(self.session_id, body)
-        self.notify("Commented.")
+        from tui.screens.review import comment_on_session
+
+        await comment_on_session(self, self.session_id)
 
