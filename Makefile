@@ -57,6 +57,7 @@ bench: setup
 	$(BIN)/python bench/fork_checkpoint.py
 	$(BIN)/python bench/import.py
 	$(BIN)/python bench/cli.py
+	$(BIN)/python bench/apply.py
 	$(BIN)/python bench/mount.py
 	$(BIN)/python bench/tui.py
 	$(BIN)/python bench/load.py

@@ -41,6 +41,9 @@ class Limits:
     archive_ratio_floor_bytes: int = 64 << 20
     # Linux's MAXSYMLINKS: the longest symlink chain an archive may contain.
     max_symlink_hops: int = 40
+    # Changes one fs:apply request may carry: they run in one write
+    # transaction, which holds the session store's write lock.
+    max_batch_ops: int = 10_000
 
 
 # Above these the daemon's own recursion (tree walks, symlink resolution) could
@@ -104,6 +107,7 @@ class Config:
     max_archive_ratio: int = _DEFAULT_LIMITS.max_archive_ratio
     archive_ratio_floor_bytes: int = _DEFAULT_LIMITS.archive_ratio_floor_bytes
     max_symlink_hops: int = _DEFAULT_LIMITS.max_symlink_hops
+    max_batch_ops: int = _DEFAULT_LIMITS.max_batch_ops
 
     def __post_init__(self) -> None:
         for f in fields(Limits):

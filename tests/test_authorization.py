@@ -116,6 +116,26 @@ def test_each_role_against_each_session_route(daemon, http, route):
     assert [g for _, g, _ in seen] == [w for _, _, w in seen], seen
 
 
+def test_a_batch_needs_a_writer_of_its_own_session(daemon, http):
+    """fs:apply is one request: a writer's batch runs, a reviewer's is refused
+    whole (not op by op), and the session its ops name is never looked at."""
+    sid, other = new_session(http), new_session(http)
+    ops = [{"write": {"path": "w.txt", "data": "dw==", "sessionId": other}},
+           {"mkdir": {"path": "d"}}]
+    for role, status in (("reviewer", 403), ("writer", 200)):
+        with as_bearer(daemon, new_token(http, f"batch-{role}", f"{sid}:{role}")) as c:
+            r = c.post(f"/v1/sessions/{sid}/fs:apply", json={"ops": ops})
+        assert r.status_code == status, r.text
+        if status == 403:
+            assert code(r) == "permission_denied"
+    assert [x["info"]["path"] for x in r.json()["results"]] == ["w.txt", "d"]
+    with as_bearer(daemon, new_token(http, "batch-writer-elsewhere", f"{sid}:writer")) as c:
+        r = c.post(f"/v1/sessions/{other}/fs:apply", json={"ops": ops})
+    assert outcome(r, other) == "hidden"
+    names = {e["path"] for e in http.get(f"/v1/sessions/{other}/manifest").json()["entries"]}
+    assert names == set()
+
+
 def test_follows_need_a_reader(daemon, http):
     sid = new_session(http)
     reader = new_token(http, "follower", f"{sid}:reader")
@@ -290,6 +310,11 @@ async def test_grpc_uses_the_same_guard(daemon, http):
         await files.list_tree(pb.ListTreeRequest(session_id=sid))
         with pytest.raises(GRPCError) as err:
             await files.write_file(pb.WriteFileRequest(session_id=sid, path="x", data=b"x"))
+        assert err.value.status == Status.PERMISSION_DENIED
+        # A batch is checked against its own session; its ops' session_id is ignored.
+        with pytest.raises(GRPCError) as err:
+            await files.apply(pb.ApplyRequest(session_id=sid, ops=[
+                pb.FsOp(write=pb.WriteFileRequest(session_id=sid, path="x", data=b"x"))]))
         assert err.value.status == Status.PERMISSION_DENIED
         sessions = pb.SessionServiceStub(channel, metadata=md)
         listed = await sessions.list_sessions(pb.ListSessionsRequest())

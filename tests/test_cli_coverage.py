@@ -34,6 +34,7 @@ RPC_COMMANDS: dict[tuple[str, str], str] = {
     ("files", "patch_file"): "fs patch",
     ("files", "get_manifest"): "fs manifest",
     ("files", "list_changes"): "fs changes",
+    ("files", "apply"): "fs apply",
     ("persistence", "create_checkpoint"): "checkpoint create",
     ("persistence", "list_checkpoints"): "checkpoint ls",
     ("persistence", "get_checkpoint"): "checkpoint show",

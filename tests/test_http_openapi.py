@@ -659,6 +659,23 @@ async def _copy(w: World) -> Any:
     return copied
 
 
+@effect("files", "apply")
+async def _apply(w: World) -> Any:
+    data = base64.b64encode(b"batched\n").decode()
+    applied = await w.json("POST", "/fs:apply", json={"ops": [
+        {"mkdir": {"path": "batch"}},
+        {"write": {"path": "batch/one.txt", "data": data}},
+        {"rename": {"fromPath": "top.txt", "toPath": "batch/top.txt"}},
+        {"delete": {"path": "missing.txt"}},
+    ]})
+    assert [r["info"]["path"] if r["info"] else r["error"]["code"]
+            for r in applied["results"]] == ["batch", "batch/one.txt", "batch/top.txt",
+                                             "not_found"]
+    assert await w.read("batch/one.txt") == (200, b"batched\n")
+    assert await w.read("batch/top.txt") == (200, b"top\n")
+    return applied
+
+
 @effect("persistence", "create_checkpoint")
 async def _create_checkpoint(w: World) -> Any:
     made = await w.json("POST", "/checkpoints", 201, json={"message": "two", "labels": {"a": "b"}})

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from aether.cli import output as fmt
-from aether.cli.inputs import read_input, stdin_hint
+from aether.cli.inputs import read_input, read_text, stdin_hint
 from aether.cli.options import (
     AtOpt,
     JsonOpt,
@@ -455,6 +455,150 @@ def patch(
     else:
         for line in lines:
             out.console.print(line, markup=False)
+
+
+@app.command("apply")
+def apply(
+    ctx: typer.Context,
+    session: SessionArg,
+    file: Annotated[str, typer.Argument(
+        metavar="FILE|-", help="The changes, as JSON (see above); - reads stdin.",
+        show_default=False)],
+    atomic: Annotated[bool, typer.Option(
+        "--atomic", help="All or nothing: the first change that fails rolls every one "
+        "back, and its error is the command's.")] = False,
+    json_: JsonOpt = False,
+) -> None:
+    """Apply many changes in one request and one transaction (fs:apply).
+
+    \b
+    FILE (- = stdin) holds the changes in the proto3 JSON of FsOp, in order:
+    a JSON array of them, an ApplyRequest object {"ops": [...]}, or JSON lines
+    (one op per line). Each op is one of:
+      {"write": {"path": "a/b.txt", "text": "hello\\n", "createParents": true}}
+      {"write": {"path": "logo.png", "data": "iVBORw0...", "mode": 420}}
+      {"delete": {"path": "old.txt", "ifMatch": "HASH"}}
+      {"mkdir": {"path": "src/lib", "parents": true}}
+      {"rmdir": {"path": "build", "recursive": true}}
+      {"rename": {"fromPath": "a.txt", "toPath": "b.txt", "overwrite": true}}
+      {"symlink": {"path": "latest", "target": "v2"}}
+    A write takes its bytes as base64 "data", or as UTF-8 "text" (this command's
+    shorthand). Fields are those of the single requests; as over gRPC, a write
+    creates missing parents only with "createParents": true.
+
+    The changes run in order, each seeing what the ones before it did. Without
+    --atomic one that fails changes nothing and the rest still run. Prints one
+    line per change (its index, ok or the error code, the path); --json prints
+    the ApplyResponse. Exits non-zero when a change failed, with the exit code of
+    the first failure's error code (3 not found, 4 conflict, ...).
+    """
+    out = output(ctx, json_)
+    ops = parse_ops(read_text(file, "changes", out))
+    got = client(ctx).apply(session, ops, atomic=atomic)
+    rows = list(enumerate(zip(ops, got.results, strict=True)))
+    if out.mode == "json":
+        out.json(fmt.to_json(got))
+    else:
+        out.table(rows, [
+            fmt.Column("#", lambda r: str(r[0]), justify="right"),
+            fmt.Column("RESULT", lambda r: r[1][1].error.code if r[1][1].error else "ok",
+                       style="bold"),
+            fmt.Column("OP", lambda r: _op_kind(r[1][0])),
+            fmt.Column("PATH", lambda r: _op_path(r[1][0]), wrap=True),
+            fmt.Column("ERROR", lambda r: r[1][1].error.message if r[1][1].error else "",
+                       wrap=True, drop=1),
+        ], lambda r: str(r[0]), empty="No changes.")
+    failed = [r.error for r in got.results if r.error is not None]
+    if failed:
+        out.note(f"{len(failed)} of {len(ops)} change{'s' if len(ops) != 1 else ''} failed.")
+        raise typer.Exit(fmt.exit_code_for(failed[0].code))
+
+
+_OP_KINDS = ("write", "delete", "mkdir", "rmdir", "rename", "symlink")
+
+
+def _op_kind(op: Any) -> str:
+    return next((k for k in _OP_KINDS if getattr(op, k) is not None), "?")
+
+
+def _op_path(op: Any) -> str:
+    kind = _op_kind(op)
+    m = getattr(op, kind, None)
+    if kind == "rename":
+        return f"{m.from_path} -> {m.to_path}"
+    if kind == "symlink":
+        return f"{m.path} -> {m.target}"
+    return m.path if m is not None else ""
+
+
+def parse_ops(text: str) -> list[Any]:
+    """FsOp messages from a JSON array of ops, an {"ops": [...]} object, or JSON
+    lines of ops. A write's "text" becomes its "data"."""
+    import json
+
+    try:
+        whole: Any = json.loads(text)
+    except ValueError:
+        whole = None
+        items = []
+        for n, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                items.append(json.loads(line))
+            except ValueError as exc:
+                raise typer.BadParameter(f"line {n}: not JSON: {exc}",
+                                         param_hint="'FILE'") from None
+    if whole is not None:
+        if isinstance(whole, list):
+            items = whole
+        elif isinstance(whole, dict) and "ops" in whole:
+            extra = set(whole) - {"ops"}
+            if extra or not isinstance(whole["ops"], list):
+                raise typer.BadParameter('want {"ops": [op, ...]} (the session and --atomic '
+                                         "are given on the command line)", param_hint="'FILE'")
+            items = whole["ops"]
+        else:
+            items = [whole]  # JSON lines of one op
+    ops = [_op(i, item) for i, item in enumerate(items)]
+    if not ops:
+        raise typer.BadParameter("no changes in the input", param_hint="'FILE'")
+    return ops
+
+
+def _op(index: int, item: Any) -> Any:
+    import base64
+    import binascii
+
+    from aether import pb
+
+    where = f"op {index}"
+    if not isinstance(item, dict) or len(item) != 1 or next(iter(item)) not in _OP_KINDS:
+        raise typer.BadParameter(f"{where}: want an object with one key of "
+                                 f"{', '.join(_OP_KINDS)}", param_hint="'FILE'")
+    kind, body = next(iter(item.items()))
+    if not isinstance(body, dict):
+        raise typer.BadParameter(f"{where}: {kind} must be an object", param_hint="'FILE'")
+    body = dict(body)
+    if kind == "write":
+        if "text" in body:
+            if "data" in body:
+                raise typer.BadParameter(f"{where}: give data or text, not both",
+                                         param_hint="'FILE'")
+            text = body.pop("text")
+            if not isinstance(text, str):
+                raise typer.BadParameter(f"{where}: text must be a string", param_hint="'FILE'")
+            body["data"] = base64.b64encode(text.encode("utf-8")).decode("ascii")
+        elif "data" in body:
+            try:
+                base64.b64decode(body["data"], validate=True)
+            except (binascii.Error, TypeError, ValueError):
+                raise typer.BadParameter(f"{where}: data is not valid base64",
+                                         param_hint="'FILE'") from None
+    try:
+        return pb.FsOp.from_dict({kind: body})
+    except (KeyError, ValueError, TypeError, AttributeError) as exc:
+        raise typer.BadParameter(f"{where}: {exc}", param_hint="'FILE'") from None
 
 
 # ---- unified diffs, split per file (the daemon applies one file's diff at a time)

@@ -643,6 +643,23 @@ class Operations:
         return self._call(self._fs(session_id, "copy", pb.CopyRequest(
             from_path=from_path, to_path=to_path, overwrite=overwrite, at=at)))
 
+    def apply(
+        self, session_id: str, ops: list[pb.FsOp] | list[dict[str, Any]], *,
+        atomic: bool = False,
+    ) -> pb.ApplyResponse:
+        """Apply many changes (`FsOp`: write, delete, mkdir, rmdir, rename,
+        symlink) in order, in one request and one transaction. Each op gets a
+        result: `info` if it succeeded, `error` (an ErrorDetail) if not; a
+        failed op changes nothing and the ops after it still run. `atomic`:
+        all or nothing, the first failure is raised and nothing is changed."""
+        ops = list(ops)
+        if ops and isinstance(ops[0], dict):  # already proto3 JSON (bytes as base64)
+            body: dict[str, Any] = {"ops": ops, "atomic": atomic}
+        else:
+            body = _dict(pb.ApplyRequest(ops=ops, atomic=atomic))
+        return self._call(Call("POST", f"{session_url(session_id)}/fs:apply", json=body,
+                               response="ApplyResponse"))
+
     def _manifest_call(self, session_id: str, at: str, page_size: int, page_token: str) -> Call:
         return Call("GET", session_url(session_id) + "/manifest", params=query(
             at=at, page_size=page_size, page_token=page_token,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from aether import pb
+from aether.errors import AetherError
 from aetherd.services.diffing import TreeChange
 from aetherd.services.persistence import CheckpointRecord, CommitRecord
 from aetherd.services.state import SessionRecord
@@ -39,6 +40,13 @@ def file_info(path: str, e: Entry, rec: FileRecord | None = None) -> pb.FileInfo
     if rec is not None and e.kind == FILE:
         info.extents = [pb.Extent(offset=o, length=n, hash=h) for o, n, h in rec.extents()]
     return info
+
+
+def error_detail(exc: AetherError) -> pb.ErrorDetail:
+    """An error as the `error` of an HTTP error response (for errors that are
+    results, like a failed op of a batch)."""
+    return pb.ErrorDetail(code=exc.code, message=exc.message, status=exc.http_status,
+                          details=dict(exc.details))
 
 
 def change(ch: TreeChange) -> pb.Change:

@@ -13,11 +13,11 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from aether import pb
-from aether.errors import InvalidArgument, PermissionDenied
+from aether.errors import AetherError, InvalidArgument, PermissionDenied
 from aetherd.api import convert
 from aetherd.auth.guard import visible_sessions
 from aetherd.auth.principal import acting_name, current
-from aetherd.services.files import Files
+from aetherd.services.files import BATCH_KINDS, Files, check_batch_size
 from aetherd.services.persistence import Persistence
 from aetherd.services.sessions import NewSession, Sessions
 
@@ -194,6 +194,39 @@ class FilesApi(pb.FileServiceBase):
         changes, a, b = await self.run(self.p.changes, message.session_id, message.since)
         return pb.ListChangesResponse(changes=[convert.change(c) for c in changes],
                                       from_root=a, to_root=b)
+
+    async def apply(self, message: pb.ApplyRequest) -> pb.ApplyResponse:
+        check_batch_size(len(message.ops))
+        ops = [_fs_op(i, op) for i, op in enumerate(message.ops)]
+        results = await self.run(self.f.apply, message.session_id, ops, message.atomic)
+        return pb.ApplyResponse(results=[
+            pb.FsOpResult(error=convert.error_detail(r)) if isinstance(r, AetherError)
+            else pb.FsOpResult(info=convert.file_info(*r)) for r in results])
+
+
+def _fs_op(index: int, op: pb.FsOp) -> tuple[str, dict]:
+    """One change of a batch as (kind, arguments of Files.apply); its own
+    session_id is ignored."""
+    set_ = [kind for kind in BATCH_KINDS if getattr(op, kind) is not None]
+    if len(set_) != 1:
+        what = "no change" if not set_ else f"more than one change ({', '.join(set_)})"
+        raise InvalidArgument(f"ops[{index}] holds {what}: set exactly one of "
+                              f"{', '.join(BATCH_KINDS)}", field=f"ops[{index}]")
+    kind = set_[0]
+    m = getattr(op, kind)
+    if kind == "write":
+        return kind, dict(path=m.path, data=m.data, if_match=m.if_match, mode=m.mode,
+                          create_parents=m.create_parents, at_offset=m.at_offset,
+                          offset=m.offset)
+    if kind == "delete":
+        return kind, dict(path=m.path, if_match=m.if_match)
+    if kind == "mkdir":
+        return kind, dict(path=m.path, parents=m.parents, mode=m.mode)
+    if kind == "rmdir":
+        return kind, dict(path=m.path, recursive=m.recursive)
+    if kind == "rename":
+        return kind, dict(src=m.from_path, dst=m.to_path, overwrite=m.overwrite)
+    return kind, dict(path=m.path, target=m.target)
 
 
 class PersistenceApi(pb.PersistenceServiceBase):

@@ -93,6 +93,7 @@ RULES: dict[str, Rule] = {
     "files.rename": Rule(Role.WRITER),
     "files.symlink": Rule(Role.WRITER),
     "files.copy": Rule(Role.WRITER),
+    "files.apply": Rule(Role.WRITER),
     # persistence
     "persistence.create_checkpoint": Rule(Role.WRITER),
     "persistence.list_checkpoints": _read(),

@@ -92,6 +92,9 @@ ROUTES: tuple[Route, ...] = (
           summary="Make a symlink."),
     Route("POST", S + "/fs:copy", "files", "copy", body="json",
           summary="Copy a file or directory (O(1) for unchanged subtrees)."),
+    Route("POST", S + "/fs:apply", "files", "apply", body="json",
+          summary="Apply many changes (write, delete, mkdir, rmdir, rename, symlink) in "
+          "order, in one transaction: one result per op, or all or nothing (atomic)."),
     # ---- persistence and delivery
     Route("POST", S + "/checkpoints", "persistence", "create_checkpoint", body="json",
           summary="Checkpoint the working state.", success_status=201),

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import whatthepatch
 
 from aether.errors import (
+    AetherError,
     AlreadyExists,
     Conflict,
     FailedPrecondition,
@@ -42,6 +45,8 @@ from aetherd.store.objects import (
 from aetherd.store.workspace import Workspace, walk
 
 MAX_PAGE = 10_000
+# One change of a batch, ready to run under the lock with the batch's quota budget.
+_Step = Callable[[quota.TreeBudget], tuple[str, Entry]]
 
 
 class Files:
@@ -186,11 +191,7 @@ class Files:
               offset: int = 0, event: str = "file.written",
               payload: bool = True) -> tuple[str, Entry]:
         """`payload`: `data` came from the client as is (not made here, as by a patch)."""
-        path = paths.normalize(path, allow_root=False)
-        if mode & ~0o7777:
-            raise InvalidArgument(f"bad mode {oct(mode)}")
-        _check_write_size(path, len(data) if payload else 0,
-                          offset + len(data) if at_offset else len(data))
+        path = _checked_write(path, data, mode, at_offset, offset, payload)
         for _ in range(8):
             expect: str | None = None
             if at_offset:
@@ -205,23 +206,40 @@ class Files:
                 self.store.writable(session_id)  # fail fast before storing content
                 content = self.objects.put_content(data)
             with self.db.write():
-                rec, ws = self.store.writable(session_id)
-                cur = ws.lookup(path)
-                if cur is not None and cur.kind == DIR:
-                    raise FailedPrecondition(f"is a directory: {path!r}", path=path)
-                self._check_match(path, cur, if_match)
-                if expect is not None and (cur.hash if cur else "") != expect:
-                    continue  # a concurrent writer changed the file under our range write
-                self._ensure_parent(ws, path, create_parents)
-                new_mode = mode or (cur.mode if cur is not None and cur.kind == FILE else 0o644)
-                entry = file_entry(content.hash, content.size, new_mode)
-                ws.put(path, entry)
-                quota.check_tree(self.sessions, rec)
-                self.store.touch(session_id)
-                self.store.events.emit(session_id, event, path, size=content.size,
-                                       hash=content.hash)
+                entry = self._put_file(session_id, path, content, if_match=if_match, mode=mode,
+                                       create_parents=create_parents, event=event,
+                                       expect=expect)
+            if entry is None:
+                continue  # a concurrent writer changed the file under our range write
             return path, entry
         raise Conflict(f"{path!r} kept changing during a range write; retry", path=path)
+
+    def _put_file(self, session_id: str, path: str, content: FileRecord, *, if_match: str,
+                  mode: int, create_parents: bool, event: str = "file.written",
+                  expect: str | None = None,
+                  budget: quota.TreeBudget | None = None) -> Entry | None:
+        """Point `path` at stored `content`: every check of a write under the lock
+        (call inside db.write()). None: the file is no longer `expect` (a range
+        write's base), nothing was changed. `budget`: a batch's quota check."""
+        rec, ws = self.store.writable(session_id)
+        cur = ws.lookup(path)
+        if cur is not None and cur.kind == DIR:
+            raise FailedPrecondition(f"is a directory: {path!r}", path=path)
+        self._check_match(path, cur, if_match)
+        if expect is not None and (cur.hash if cur else "") != expect:
+            return None
+        self._ensure_parent(ws, path, create_parents)
+        new_mode = mode or (cur.mode if cur is not None and cur.kind == FILE else 0o644)
+        entry = file_entry(content.hash, content.size, new_mode)
+        ws.put(path, entry)
+        if budget is None:
+            quota.check_tree(self.sessions, rec)
+        else:
+            old_size = cur.size if cur is not None and cur.kind == FILE else 0
+            budget.check(rec, 0 if cur is not None else 1, content.size - old_size)
+        self.store.touch(session_id)
+        self.store.events.emit(session_id, event, path, size=content.size, hash=content.hash)
+        return entry
 
     def delete(self, session_id: str, path: str, if_match: str = "") -> tuple[str, Entry]:
         path = paths.normalize(path, allow_root=False)
@@ -268,7 +286,8 @@ class Files:
             self.store.events.emit(session_id, "dir.removed", path, recursive=recursive)
         return path, cur
 
-    def symlink(self, session_id: str, path: str, target: str) -> tuple[str, Entry]:
+    def symlink(self, session_id: str, path: str, target: str, *,
+                budget: quota.TreeBudget | None = None) -> tuple[str, Entry]:
         path = paths.normalize(path, allow_root=False)
         _check_target(target)
         with self.db.write():
@@ -278,7 +297,10 @@ class Files:
             self._ensure_parent(ws, path, False)
             entry = symlink_entry(target)
             ws.put(path, entry)
-            quota.check_tree(self.sessions, rec)
+            if budget is None:
+                quota.check_tree(self.sessions, rec)
+            else:
+                budget.check(rec, 1, 0)
             self.store.touch(session_id)
             self.store.events.emit(session_id, "symlink.created", path, target=target)
         return path, entry
@@ -391,6 +413,114 @@ class Files:
         # Conditional on the content we patched, so a concurrent write is not lost.
         return self.write(session_id, path, new_text.encode(), if_match=cur.hash,
                           event="file.patched", payload=False)
+
+    # ---- batches
+    def apply(self, session_id: str, ops: Sequence[tuple[str, dict[str, Any]]],
+              atomic: bool = False) -> list[tuple[str, Entry] | AetherError]:
+        """Apply many changes in order, in one write transaction (one commit).
+
+        `ops` are (kind, arguments): a kind of BATCH_KINDS and the keyword
+        arguments of the method of that name (a write's are those of `write`).
+        Each op runs in a savepoint of its own, with the very checks of its
+        single call, and sees what the ops before it did. Non-atomic: a failed
+        op is rolled back alone and its error is its result; the ops after it
+        still run. Atomic: the first failure rolls everything back and is
+        raised. Problems of the whole request (an unknown or archived session,
+        too many ops, too much data) are raised before anything runs.
+
+        Every write's content is stored first, outside the transaction, in one
+        object batch.
+        """
+        check_batch_size(len(ops))
+        lim = limits()
+        data_size = sum(len(args.get("data", b"")) for kind, args in ops if kind == "write")
+        if data_size > lim.max_body_bytes:
+            raise PayloadTooLarge(f"{data_size} bytes of data is over the limit of "
+                                  f"{lim.max_body_bytes}", limit=lim.max_body_bytes,
+                                  setting="max_body_bytes")
+        self.store.writable(session_id)  # fail fast before storing content
+        steps: list[_Step] = []
+        contents = self.objects.batch()
+        for kind, args in ops:
+            if kind == "write":
+                steps.append(self._batch_write(session_id, contents, **args))
+            elif kind in BATCH_KINDS:
+                steps.append(self._batch_step(session_id, kind, args))
+            else:
+                raise InvalidArgument(f"unknown kind of change {kind!r}")
+        contents.commit()
+        results: list[tuple[str, Entry] | AetherError] = []
+        with self.db.write():
+            rec, _ = self.store.writable(session_id)  # still writable now that we hold the lock
+            budget = quota.TreeBudget(self.sessions, rec)
+            for step in steps:
+                if atomic:
+                    results.append(step(budget))
+                    continue
+                try:
+                    with self.db.write():  # a savepoint: a failed op leaves nothing
+                        results.append(step(budget))
+                except AetherError as exc:
+                    if exc.code == "internal" and not exc.expose:
+                        raise  # a fault of the daemon, not of the op: the request fails
+                    results.append(exc)
+        return results
+
+    def _batch_step(self, session_id: str, kind: str, args: dict[str, Any]) -> _Step:
+        """The step of a change other than a write: its single call."""
+        fn = getattr(self, kind)
+        if kind == "symlink":  # besides writes, the one change that can grow the tree
+            return lambda budget: fn(session_id, **args, budget=budget)
+        return lambda _budget: fn(session_id, **args)
+
+    def _batch_write(self, session_id: str, contents: ObjectBatch, *, path: str, data: bytes,
+                     if_match: str = "", mode: int = 0, create_parents: bool = False,
+                     at_offset: bool = False, offset: int = 0,
+                     ) -> _Step:
+        """The step of a write: its content goes into `contents` now; the step
+        checks and points the path at it under the lock. A write refused before
+        that is a step that raises (so an atomic batch fails at its place)."""
+        try:
+            if at_offset:
+                raise InvalidArgument("a write in a batch replaces the whole file: "
+                                      "at_offset is not allowed", path=path)
+            path = _checked_write(path, data, mode, False, offset, True)
+        except AetherError as exc:
+            refused = exc
+
+            def fail(_budget: quota.TreeBudget) -> tuple[str, Entry]:
+                raise refused
+            return fail
+        content = contents.add_content(data)
+
+        def step(budget: quota.TreeBudget) -> tuple[str, Entry]:
+            with self.db.write():
+                entry = self._put_file(session_id, path, content, if_match=if_match,
+                                       mode=mode, create_parents=create_parents, budget=budget)
+            assert entry is not None  # no `expect`: never None
+            return path, entry
+        return step
+
+
+BATCH_KINDS = ("write", "delete", "mkdir", "rmdir", "rename", "symlink")
+
+
+def check_batch_size(count: int) -> None:
+    most = limits().max_batch_ops
+    if count > most:
+        raise InvalidArgument(f"{count} changes in one batch, the limit is {most}",
+                              count=count, limit=most, setting="max_batch_ops")
+
+
+def _checked_write(path: str, data: bytes, mode: int, at_offset: bool, offset: int,
+                   payload: bool) -> str:
+    """The checks of a write's arguments alone; its normalized path."""
+    path = paths.normalize(path, allow_root=False)
+    if mode & ~0o7777:
+        raise InvalidArgument(f"bad mode {oct(mode)}")
+    _check_write_size(path, len(data) if payload else 0,
+                      offset + len(data) if at_offset else len(data))
+    return path
 
 
 def _check_write_size(path: str, data_size: int, file_size: int) -> None:

@@ -6,6 +6,8 @@
 __all__ = (
     "AnalyticsWindow",
     "Annotation",
+    "ApplyRequest",
+    "ApplyResponse",
     "Approval",
     "ApprovalState",
     "ArchiveFormat",
@@ -68,6 +70,8 @@ __all__ = (
     "FileDiff",
     "FileInfo",
     "ForkSessionRequest",
+    "FsOp",
+    "FsOpResult",
     "GetCheckpointRequest",
     "GetCommitRequest",
     "GetSessionRequest",
@@ -362,6 +366,33 @@ class Annotation(betterproto2.Message):
 
 
 default_message_pool.register_message("aether.v1", "Annotation", Annotation)
+
+
+@dataclass(eq=False, repr=False)
+class ApplyRequest(betterproto2.Message):
+    session_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    ops: "list[FsOp]" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True)
+
+    atomic: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
+    """
+    All or nothing: the first op that fails rolls the whole batch back and
+    its error is the response's (an ordinary error response, not results).
+    """
+
+
+default_message_pool.register_message("aether.v1", "ApplyRequest", ApplyRequest)
+
+
+@dataclass(eq=False, repr=False)
+class ApplyResponse(betterproto2.Message):
+    results: "list[FsOpResult]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+    """
+    One per op, in order.
+    """
+
+
+default_message_pool.register_message("aether.v1", "ApplyResponse", ApplyResponse)
 
 
 @dataclass(eq=False, repr=False)
@@ -1332,6 +1363,56 @@ class ForkSessionRequest(betterproto2.Message):
 
 
 default_message_pool.register_message("aether.v1", "ForkSessionRequest", ForkSessionRequest)
+
+
+@dataclass(eq=False, repr=False)
+class FsOp(betterproto2.Message):
+    """
+    One change of a batch. Each is the same request as its single RPC; its
+    session_id is ignored (the batch's applies). A write's at_offset is not allowed.
+
+    Oneofs:
+        - op:
+    """
+
+    write: "WriteFileRequest | None" = betterproto2.field(
+        1, betterproto2.TYPE_MESSAGE, optional=True, group="op"
+    )
+
+    delete: "DeleteFileRequest | None" = betterproto2.field(
+        2, betterproto2.TYPE_MESSAGE, optional=True, group="op"
+    )
+
+    mkdir: "MkdirRequest | None" = betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True, group="op")
+
+    rmdir: "RmdirRequest | None" = betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True, group="op")
+
+    rename: "RenameRequest | None" = betterproto2.field(
+        5, betterproto2.TYPE_MESSAGE, optional=True, group="op"
+    )
+
+    symlink: "SymlinkRequest | None" = betterproto2.field(
+        6, betterproto2.TYPE_MESSAGE, optional=True, group="op"
+    )
+
+
+default_message_pool.register_message("aether.v1", "FsOp", FsOp)
+
+
+@dataclass(eq=False, repr=False)
+class FsOpResult(betterproto2.Message):
+    info: "FileInfo | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+    """
+    The op succeeded: what the single RPC returns.
+    """
+
+    error: "ErrorDetail | None" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True)
+    """
+    The op failed: code/message/status/details as in an error response.
+    """
+
+
+default_message_pool.register_message("aether.v1", "FsOpResult", FsOpResult)
 
 
 @dataclass(eq=False, repr=False)

@@ -590,6 +590,24 @@ class FileServiceStub(betterproto2_grpclib.ServiceStub):
             metadata=metadata,
         )
 
+    async def apply(
+        self,
+        message: "ApplyRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "ApplyResponse":
+
+        return await self._unary_unary(
+            "/aether.v1.FileService/Apply",
+            message,
+            ApplyResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
 
 class IdentityServiceStub(betterproto2_grpclib.ServiceStub):
     """
@@ -1730,6 +1748,10 @@ class FileServiceBase(betterproto2_grpclib.ServiceBase):
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
+    async def apply(self, message: "ApplyRequest") -> "ApplyResponse":
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
     async def __rpc_list_tree(
         self, stream: "grpclib.server.Stream[ListTreeRequest, ListTreeResponse]"
     ) -> None:
@@ -1816,6 +1838,12 @@ class FileServiceBase(betterproto2_grpclib.ServiceBase):
         response = await self.list_changes(request)
         await stream.send_message(response)
 
+    async def __rpc_apply(self, stream: "grpclib.server.Stream[ApplyRequest, ApplyResponse]") -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        response = await self.apply(request)
+        await stream.send_message(response)
+
     def __mapping__(self) -> "dict[str, grpclib.const.Handler]":
         return {
             "/aether.v1.FileService/ListTree": grpclib.const.Handler(
@@ -1895,6 +1923,12 @@ class FileServiceBase(betterproto2_grpclib.ServiceBase):
                 grpclib.const.Cardinality.UNARY_UNARY,
                 ListChangesRequest,
                 ListChangesResponse,
+            ),
+            "/aether.v1.FileService/Apply": grpclib.const.Handler(
+                self.__rpc_apply,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                ApplyRequest,
+                ApplyResponse,
             ),
         }
 
