@@ -58,6 +58,9 @@ def mount(
         "--log-level", metavar="LEVEL", help="debug, info, warning or error.")] = "info",
     foreground: Annotated[bool, typer.Option(
         "--foreground", "-f", help="Stay attached; log to stderr; Ctrl-C unmounts.")] = False,
+    sync_close: Annotated[bool, typer.Option(
+        "--sync-close", help="close() waits until the daemon has the file (slower; by "
+        "default changes are sent in batches right after, and fsync waits).")] = False,
     json_: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -101,7 +104,7 @@ def mount(
     cfg = MountConfig(session=session, mountpoint=str(mnt),
                       cache_dir=cache_dir or _default_cache_dir(), cache_size=limit,
                       read_only=read_only, at=at, log_level=log_level.lower(),
-                      server=str(target))
+                      server=str(target), sync_close=sync_close)
     env = dict(os.environ)
     env["AETHER_SERVER"] = f"unix:{target.uds}" if target.uds else target.base_url
     if target.token:

@@ -163,6 +163,7 @@ class Bridge:
             target.base_url, token=target.token, uds=target.uds,
             timeout=httpx.Timeout(120.0, connect=5.0, pool=30.0),
         )
+        self.json = self.client.as_json()
         self.requests = 0
 
     async def aclose(self) -> None:
@@ -279,6 +280,13 @@ class Bridge:
         only condition it can check (False: the destination must not exist)."""
         return Entry.from_info(await self._run(self.client.rename, self.session_id, src, dst,
                                                overwrite=overwrite))
+
+    async def apply(self, ops: list[dict[str, Any]]) -> dict[str, Any]:
+        """Many changes (`FsOp`s as proto3 JSON) in one request and one daemon
+        transaction, in order; each op answers for itself, in the answer's
+        `results` (the journal's batches). JSON both ways: building and
+        reading messages would cost the mount more CPU than the daemon spends."""
+        return await self._run(self.json.apply, self.session_id, ops)
 
     async def copy(self, src: str, dst: str) -> Entry:
         """Copy a file to a path that must not exist (no content moves: the

@@ -224,8 +224,11 @@ class Coherence:
     """Follows the session's events and applies them (run it in a nursery)."""
 
     def __init__(self, bridge: Bridge, table: InodeTable, notifier: Notifier, echoes: Echoes,
-                 cursor: int) -> None:
+                 cursor: int, journal=None) -> None:
         self.bridge = bridge
+        # Changes this mount made that the daemon may not have yet: a listing
+        # taken before they arrive would undo them here (journal.py).
+        self.journal = journal
         self.table = table
         self.notifier = notifier
         self.echoes = echoes
@@ -310,13 +313,17 @@ class Coherence:
         for path in sorted(dirs, key=lambda p: (p.count("/"), p)):
             await self.refresh(path)
 
-    async def refresh(self, path: str) -> None:
-        """List a loaded directory again and merge what changed."""
+    async def refresh(self, path: str, *, settle: bool = True) -> None:
+        """List a loaded directory again and merge what changed (after the
+        journal has delivered this mount's own changes, unless `settle` is
+        False: the journal itself relisting after a refused change)."""
         for _ in range(5):
             d = self.table.find(path)
             if d is None or d.kind != DIR or d.children is None:
                 return  # nothing of it is cached here, so nothing can be stale
             gen = d.dir_gen
+            if settle and self.journal is not None:
+                await self.journal.settle(path)
             try:
                 entries = await self.bridge.list_dir(path)
             except RemoteError as exc:

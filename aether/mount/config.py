@@ -16,6 +16,9 @@ class MountConfig:
     at: str = ""
     log_level: str = "info"
     server: str = ""  # for display only; the address itself comes from the environment
+    # close() waits for the daemon (NFS-like close-to-open) instead of
+    # returning once the change is journalled (journal.py).
+    sync_close: bool = False
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))

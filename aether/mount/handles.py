@@ -4,8 +4,9 @@ A clean file is read from the content cache (cache.py): its whole content,
 fetched once by hash. The first change to a file (a write, a truncate, an open
 with O_TRUNC) copies it into a *staging file* under the cache directory; from
 then on every handle of that inode reads and writes the staging file. On
-flush (each close), fsync and release, dirty content is written back to the
-daemon as one conditional write:
+close (flush, release) dirty content is journalled (journal.py), which sends
+small files in batches and calls `writeback` here for the others; fsync waits
+for it. Either way a write-back is one conditional write:
 
     If-Match: the hash this mount last saw for the file ("must not exist" for a
     file created here)
@@ -54,6 +55,7 @@ from aether.mount.bridge import (
 )
 from aether.mount.cache import BlobCache
 from aether.mount.inodes import DIR, FILE, InodeTable, Node, now_ns
+from aether.mount.journal import INLINE_MAX, Journal
 
 log = logging.getLogger("aether.mount.files")
 
@@ -118,9 +120,6 @@ class Handle:
     writable: bool
     append: bool
     blob_fd: int | None = None  # the clean content this handle reads (close-to-open)
-    # Its last flush (close) failed to write back: the release that follows
-    # leaves the node dirty for the next flush, fsync, close or unmount.
-    flush_failed: bool = False
 
 
 def _copy_fd(src: int, dst: int) -> None:
@@ -136,8 +135,15 @@ class Files:
     """Handles, staging and write-back for one mount."""
 
     def __init__(self, table: InodeTable, cache: BlobCache, bridge: Bridge,
-                 conflict_tag: str, echoes=None, notifier=None) -> None:
+                 conflict_tag: str, echoes=None, notifier=None,
+                 journal: Journal | None = None) -> None:
         self.table = table
+        self.journal = journal
+        if journal is not None:
+            journal.send_file = self.writeback
+            journal.lost_race = self.lost_race
+            journal.written = self._sent
+            journal.inline = self._inline
         self.cache = cache
         self.bridge = bridge
         self.conflict_tag = conflict_tag
@@ -202,6 +208,9 @@ class Files:
                 done.set()
 
     async def _fetch(self, node: Node) -> None:
+        if self.journal is not None:
+            # a rename on its way changes what the path names
+            await self.journal.settle(self.table.path(node))
         path = self.table.path(node)
         fd, tmp = self.cache.new_tmp()
         try:
@@ -491,8 +500,25 @@ class Files:
 
     # ---- write-back
 
-    async def writeback(self, node: Node) -> None:
-        """Send dirty content to the daemon (see the module doc for the rule)."""
+    async def commit(self, node: Node, *, again: bool = False) -> None:
+        """Queue a dirty file's content for write-back (the journal sends it;
+        `Journal.sync` waits for it). `again`: also if it was queued before and
+        failed (fsync retries a failed write-back; a close does not)."""
+        if node.dirty and not node.unlinked and node.kind == FILE and node.staging is not None:
+            assert self.journal is not None
+            self.journal.write(node, again=again)
+            await self.journal.room()
+
+    def _inline(self, node: Node, size: int) -> bool:
+        """Small files go in the journal's batches, unless a range write would
+        send less (a small edit of a file the daemon has)."""
+        return size <= min(INLINE_MAX, self.bridge.upload_piece) and \
+            self._range_plan(node, size) is None
+
+    async def writeback(self, node: Node, at: str | None = None) -> None:
+        """Send dirty content to the daemon now, as the file at `at` (its
+        current path by default); see the module doc for the rule. The journal
+        calls this for files too large to go in a batch."""
         if not node.dirty or node.unlinked or node.kind != FILE:
             return
         try:
@@ -501,7 +527,7 @@ class Files:
                     return
                 gen = node.data_gen
                 st = node.staging
-                path = self.table.path(node)
+                path = self.table.path(node) if at is None else at
                 size = st.size()
                 plan = self._range_plan(node, size)
                 if plan is not None and plan[1] == 0:  # nothing left to send
@@ -512,56 +538,75 @@ class Files:
                     entry = await self.send(path, st.fd, size, if_match, node.mode, plan,
                                             keep_temp=True)
                 except ConflictError as exc:
-                    # Take the losing content out of the node before any await: a
-                    # write arriving meanwhile must start a new staging file (on the
-                    # daemon's version, once we hold no lock) instead of landing in
-                    # the one that becomes the conflict copy and is then discarded.
-                    node.staging = None
-                    node.dirty = False
-                    # The uploaded temporary is the losing version only if nothing
-                    # was written while it was sent.
-                    usable = exc.temp if node.data_gen == gen else ""
-                    try:
-                        if exc.temp and not usable:
-                            await self.remove_temp(exc.temp)
-                        await self._conflict(node, path, st, usable)
-                    except BaseException:
-                        # Never lose it: the staging file stays on disk, and the
-                        # next mount with this cache directory moves it to
-                        # lost+found (cache.py).
-                        st.close()
-                        log.error("could not save the losing version of %s as a conflict "
-                                  "copy; it is kept in %s", path, st.path)
-                        raise
-                    st.discard()
+                    await self.lost_race(node, exc.temp if node.data_gen == gen else "",
+                                         exc.temp)
                     return
                 except BaseException as exc:
                     if isinstance(exc, OSError):
                         log.warning("write-back of %s failed (%s); its content stays in %s and "
-                                    "is tried again on the next flush, fsync, close or unmount",
+                                    "is tried again on the next fsync, change or unmount",
                                     path, exc.strerror or exc, st.path)
                     raise
-                self.writebacks += 1
-                node.hash = entry.hash
-                node.kernel_hash = entry.hash  # the kernel's pages are what was written
-                node.remote = True
-                if node.data_gen == gen:
-                    st.content_hash = entry.hash
-                    node.dirty = False
-                    node.size = entry.size
-                    self._rebase(node, entry.hash, entry.size, node.mode)
-                    if not node.local_times:
-                        node.mtime_ns = entry.mtime_ns or node.mtime_ns
-                else:
-                    # Written to while uploading: what was sent is the new base; the
-                    # span stays (a superset of what is still to send).
-                    node.base_hash, node.base_size = entry.hash, entry.size
-                    node.base_mode = node.mode
+                self._sent(node, entry, gen)
         finally:
             # A forget that came while the lock was held could not free the
             # node (maybe_drop leaves locked nodes alone): free it now.
             if node.unlinked:
                 self.table.maybe_drop(node)
+
+    def _sent(self, node: Node, entry: Entry, gen: int) -> None:
+        """The daemon has the content the node had at data generation `gen`."""
+        self.writebacks += 1
+        node.hash = entry.hash
+        node.remote = True
+        if node.data_gen == gen:
+            node.kernel_hash = entry.hash  # the kernel's pages are what was written
+            if node.staging is not None:
+                node.staging.content_hash = entry.hash
+            node.dirty = False
+            node.size = entry.size
+            self._rebase(node, entry.hash, entry.size, node.mode)
+            if not node.local_times:
+                node.mtime_ns = entry.mtime_ns or node.mtime_ns
+            if node.opens == 0 and node.staging is not None and not node.unlinked:
+                self._promote(node)
+        else:
+            # Written to while uploading: what was sent is the new base; the
+            # span stays (a superset of what is still to send).
+            node.base_hash, node.base_size = entry.hash, entry.size
+            node.base_mode = node.mode
+        if node.unlinked:
+            self.table.maybe_drop(node)
+
+    async def lost_race(self, node: Node, usable: str = "", temp: str = "") -> None:
+        """A write-back met the conflict rule: keep the local version (the
+        staging file, or `usable`, an uploaded temporary holding the same
+        bytes) as a conflict copy and show the daemon's version. The caller
+        holds the node lock (or is the journal's flusher, which does)."""
+        st = node.staging
+        if st is None or node.unlinked:
+            if temp:
+                await self.remove_temp(temp)
+            return
+        path = self.table.path(node)
+        # Take the losing content out of the node before any await: a write
+        # arriving meanwhile must start a new staging file (on the daemon's
+        # version) instead of landing in the one that becomes the conflict
+        # copy and is then discarded.
+        node.staging = None
+        node.dirty = False
+        try:
+            if temp and not usable:
+                await self.remove_temp(temp)
+            await self._conflict(node, path, st, usable)
+        except BaseException:
+            # Never lose it: the staging file stays on disk, and the next mount
+            # with this cache directory moves it to lost+found (cache.py).
+            st.close()
+            log.error("could not save the losing version of %s as a conflict copy; it is "
+                      "kept in %s", path, st.path)
+            raise
+        st.discard()
 
     async def _conflict(self, node: Node, path: str, st: Staging, temp: str) -> None:
         """Keep the local version (the staging file `st`, or the uploaded
@@ -644,11 +689,15 @@ class Files:
         request, not storage). The local mode changes only once the daemon has
         it; if the file changed in the session meanwhile, its new content is
         fetched and the chmod applied to that."""
+        if self.journal is not None:
+            await self.journal.settle(self.table.path(node))  # the daemon must know it as we do
         async with node.lock:
             if mode == node.mode:
                 return
             if node.kind != FILE or node.dirty or not node.remote or node.unlinked:
                 node.mode = mode  # sent with the content (or kept locally: docs/mount.md)
+                if node.dirty and self.journal is not None and not node.unlinked:
+                    self.journal.write(node)  # a journalled write has the old mode
                 return
             for _attempt in range(3):
                 path = self.table.path(node)
@@ -692,8 +741,8 @@ class Files:
         node = h.node
         self.drop_handle(h)
         try:
-            if node.dirty and h.writable and not h.flush_failed:
-                await self.writeback(node)
+            if node.dirty and h.writable:
+                await self.commit(node)
         finally:
             if node.opens == 0 and node.staging is not None and not node.dirty \
                     and not node.unlinked:
@@ -716,13 +765,16 @@ class Files:
 
     async def flush_all(self) -> None:
         """Write back everything still dirty (at unmount)."""
+        assert self.journal is not None
         for node in self.table.dirty_nodes():
-            try:
-                await self.writeback(node)
-            except Exception:
-                log.exception("write-back of %s failed at unmount; its content stays in %s",
-                              self.table.path(node),
-                              node.staging.path if node.staging else "?")
+            self.journal.write(node, again=True)
+        await self.journal.drain(trio.current_time() + 2 * RETRY_SECONDS)
+        for node in self.table.dirty_nodes():
+            log.error("write-back of %s failed at unmount; its content stays in %s",
+                      self.table.path(node), node.staging.path if node.staging else "?")
+        if len(self.journal):
+            log.error("%d change(s) could not be sent to aetherd before unmount",
+                      len(self.journal))
         await self.reap_orphans()
         for tmp in self.orphans:
             log.error("the upload temporary %s could not be deleted; it stays in the session",

@@ -208,16 +208,6 @@ class InodeTable:
         d._order_cookies = [c for c, _ in live]
         d._order_names = [n for _, n in live]
 
-    def make_room(self, parent: Node, name: str) -> None:
-        """Free `parent/name` for a node this mount is about to put there. While
-        our own request (mkdir, symlink, rename) was on its way to the daemon, a
-        refresh may have merged the daemon's copy of that very entry: ours
-        replaces it (the kernel forgets the merged one in time)."""
-        old = (parent.children or {}).get(name)
-        if old is not None:
-            self.detach(old)
-            self.maybe_drop(old)
-
     def move(self, node: Node, parent: Node, name: str) -> None:
         self.detach(node)
         self.attach(node, parent, name)

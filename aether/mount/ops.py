@@ -8,10 +8,11 @@ and end the mount.
 Metadata is answered from the inode table (inodes.py): a directory is listed
 once, with every child's attributes, and the kernel caches entries and
 attributes for `ENTRY_TIMEOUT` / `ATTR_TIMEOUT` seconds; coherence.py
-invalidates them when the session changes elsewhere. Directory changes
-(mkdir, rmdir, unlink, rename, symlink) go to the daemon before they are
-answered. File content goes through handles.py: staged locally, written back
-on close and fsync.
+invalidates them when the session changes elsewhere. Changes (mkdir, rmdir,
+unlink, rename, symlink, a closed file's content) are made in the inode table
+and journalled (journal.py), then answered; the journal sends them to the
+daemon in batches, and fsync waits for them. File content goes through
+handles.py: staged locally, written back through the journal.
 
 Not supported, by decision: hard links (`link` is EPERM, as on filesystems
 without them), special files (mknod of fifos, sockets, devices is EPERM: a
@@ -37,6 +38,7 @@ from aether.mount.cache import BlobCache
 from aether.mount.coherence import Echoes, Notifier, add_entry
 from aether.mount.handles import Files
 from aether.mount.inodes import DIR, FILE, SYMLINK, InodeTable, Node, now_ns
+from aether.mount.journal import Journal
 
 log = logging.getLogger("aether.mount.ops")
 
@@ -100,7 +102,8 @@ class Operations(pyfuse3.Operations):
 
     def __init__(self, bridge: Bridge, cache: BlobCache, *, session_label: str,
                  read_only: bool, conflict_tag: str, fixed_state: bool = False,
-                 uid: int | None = None, gid: int | None = None) -> None:
+                 uid: int | None = None, gid: int | None = None,
+                 sync_close: bool = False) -> None:
         super().__init__()
         self.entry_timeout = FIXED_STATE_TIMEOUT if fixed_state else ENTRY_TIMEOUT
         self.attr_timeout = FIXED_STATE_TIMEOUT if fixed_state else ATTR_TIMEOUT
@@ -108,11 +111,14 @@ class Operations(pyfuse3.Operations):
         self.cache = cache
         self.session_label = session_label
         self.read_only = read_only
+        self.sync_close = sync_close
         self.table = InodeTable(os.getuid() if uid is None else uid,
                                 os.getgid() if gid is None else gid)
         self.echoes = Echoes()
         self.notifier = Notifier()
-        self.files = Files(self.table, cache, bridge, conflict_tag, self.echoes, self.notifier)
+        self.journal = Journal(bridge, self.table, self.echoes)
+        self.files = Files(self.table, cache, bridge, conflict_tag, self.echoes, self.notifier,
+                           self.journal)
         self._loading: dict[int, Any] = {}
         self.requests = 0
 
@@ -159,6 +165,7 @@ class Operations(pyfuse3.Operations):
             done = trio.Event()
             self._loading[d.ino] = done
             try:
+                await self.journal.settle(self.table.path(d))  # renamed just now?
                 entries = await self.bridge.list_dir(self.table.path(d))
                 if d.children is None:
                     d.children = {}
@@ -246,7 +253,7 @@ class Operations(pyfuse3.Operations):
                 raise OSError(errno.EINVAL, "not a regular file")
             await self.files.truncate(node, attr.st_size)
             if fh is None:  # truncate(2) by path: no close will follow
-                await self.files.writeback(node)
+                await self.files.commit(node)
         if fields.update_mode:
             mode = attr.st_mode & 0o7777
             if node.kind == FILE:
@@ -300,22 +307,17 @@ class Operations(pyfuse3.Operations):
         d = self.dir(fh)
         for child in list((d.children or {}).values()):
             if child.dirty:
-                await self.files.writeback(child)
+                await self.files.commit(child, again=True)
+        await self.journal.sync(directory=d)
 
     @_handler
     async def mkdir(self, parent_ino: int, name: bytes, mode: int,
                     ctx: Any) -> pyfuse3.EntryAttributes:
         self._writable()
+        await self.journal.room()
         parent, n = await self._free_name(parent_ino, name)
-        path = _join(self.path(parent), n)
-        self.echoes.expect("dir.created", path)
-        try:
-            e = await self.bridge.mkdir(path, mode & 0o7777)
-        except BaseException:
-            self.echoes.cancel("dir.created", path)
-            raise
-        self.table.make_room(parent, n)
-        node = self.table.new_node(parent, n, DIR, mode=(mode & 0o7777) or e.mode, children={},
+        self.journal.mkdir(_join(self.path(parent), n), mode & 0o7777)
+        node = self.table.new_node(parent, n, DIR, mode=(mode & 0o7777) or 0o755, children={},
                                    **self._new_attrs(ctx))
         node.lookups += 1
         return self.attrs(node)
@@ -323,62 +325,47 @@ class Operations(pyfuse3.Operations):
     @_handler
     async def rmdir(self, parent_ino: int, name: bytes, ctx: Any) -> None:
         self._writable()
+        await self.journal.room()
         parent, child = await self._child(parent_ino, name)
         if child.kind != DIR:
             raise OSError(errno.ENOTDIR, "not a directory")
         if await self.load_dir(child):
             raise OSError(errno.ENOTEMPTY, "directory not empty")
-        path = self.path(child)
-        self.echoes.expect("dir.removed", path)
-        try:
-            await self.bridge.rmdir(path)
-        except BaseException:
-            self.echoes.cancel("dir.removed", path)
-            raise
+        if child.parent is not parent:
+            raise OSError(errno.ENOENT, "gone")
+        self.journal.rmdir(self.path(child))
         self.table.detach(child)
         self.table.maybe_drop(child)
 
     @_handler
     async def unlink(self, parent_ino: int, name: bytes, ctx: Any) -> None:
         self._writable()
+        await self.journal.room()
         parent, child = await self._child(parent_ino, name)
         if child.kind == DIR:
             raise OSError(errno.EISDIR, "is a directory")
-        async with child.lock:
-            if child.parent is not parent:
-                raise OSError(errno.ENOENT, "gone")
-            if child.remote:
-                path = self.path(child)
-                self.echoes.expect("file.deleted", path)
-                try:
-                    await self.bridge.delete_file(path)
-                except RemoteError as exc:
-                    self.echoes.cancel("file.deleted", path)
-                    if exc.errno != errno.ENOENT:
-                        raise
-            # Open handles keep reading the staged or cached content; it is freed
-            # when the kernel forgets the inode (maybe_drop).
-            child.dirty = False
-            self.table.detach(child)
+        if child.parent is not parent:
+            raise OSError(errno.ENOENT, "gone")
+        path = self.path(child)
+        if not self.journal.forget_new_file(child, path):
+            self.journal.delete(path)
+        # Open handles keep reading the staged or cached content; it is freed
+        # when the kernel forgets the inode (maybe_drop).
+        child.dirty = False
+        self.table.detach(child)
         self.table.maybe_drop(child)
 
     @_handler
     async def symlink(self, parent_ino: int, name: bytes, target: bytes,
                       ctx: Any) -> pyfuse3.EntryAttributes:
         self._writable()
+        await self.journal.room()
         parent, n = await self._free_name(parent_ino, name)
         try:
             tgt = target.decode("utf-8")
         except UnicodeDecodeError:
             raise OSError(errno.EINVAL, "symlink targets must be UTF-8") from None
-        path = _join(self.path(parent), n)
-        self.echoes.expect("symlink.created", path)
-        try:
-            await self.bridge.symlink(path, tgt)
-        except BaseException:
-            self.echoes.cancel("symlink.created", path)
-            raise
-        self.table.make_room(parent, n)
+        self.journal.symlink(_join(self.path(parent), n), tgt)
         node = self.table.new_node(parent, n, SYMLINK, mode=0o777, target=tgt,
                                    size=len(target), **self._new_attrs(ctx))
         node.lookups += 1
@@ -388,6 +375,7 @@ class Operations(pyfuse3.Operations):
     async def rename(self, parent_old: int, name_old: bytes, parent_new: int, name_new: bytes,
                      flags: int, ctx: Any) -> None:
         self._writable()
+        await self.journal.room()
         if flags & pyfuse3.RENAME_EXCHANGE:
             raise OSError(errno.EINVAL, "RENAME_EXCHANGE is not supported")
         src_parent, src = await self._child(parent_old, name_old)
@@ -411,35 +399,30 @@ class Operations(pyfuse3.Operations):
                 if p is src:
                     raise OSError(errno.EINVAL, "cannot move a directory into itself")
                 p = p.parent
-        if src.kind == FILE and (src.dirty or not src.remote):
-            await self.files.writeback(src)  # the daemon renames what it has
-            if src.parent is not src_parent or src.unlinked:
-                raise OSError(errno.ENOENT, "source vanished")
+        if src.parent is not src_parent or (dst_parent.children or {}).get(new) is not dst:
+            # A refresh changed one of the names while a directory was listed.
+            raise OSError(errno.EAGAIN, "changed meanwhile; try again")
+        if src.kind == FILE and src.dirty:
+            self.journal.write(src)  # the daemon renames what it has
         src_path = self.path(src)
         dst_path = _join(self.path(dst_parent), new)
-        async with src.lock:
-            if dst is not None and dst.kind == DIR:
-                # The daemon does not rename over a directory: remove the empty one first.
-                self.echoes.expect("dir.removed", dst_path)
-                await self.bridge.rmdir(dst_path)
-                self.table.detach(dst)
-                self.table.maybe_drop(dst)
-                dst = None
-            overwrite = dst is not None and dst.remote
-            self.echoes.expect("path.renamed", dst_path)
-            try:
-                await self.bridge.rename(src_path, dst_path, overwrite)
-            except BaseException:
-                self.echoes.cancel("path.renamed", dst_path)
-                raise
-            if dst is not None:
-                dst.dirty = False
-                self.table.detach(dst)
-                self.table.maybe_drop(dst)
-            self.table.detach(src)
-            self.table.make_room(dst_parent, new)
-            self.table.attach(src, dst_parent, new)
-            src.ctime_ns = now_ns()
+        if dst is not None and dst.kind == DIR:
+            # The daemon does not rename over a directory: remove the empty one first.
+            self.journal.rmdir(dst_path)
+            self.table.detach(dst)
+            self.table.maybe_drop(dst)
+            dst = None
+        # Replace only what the daemon has (or will have, from the journal): a
+        # file created meanwhile by someone else makes the rename fail instead.
+        overwrite = dst is not None and (dst.remote or self.journal.pending(dst))
+        self.journal.rename(src_path, dst_path, overwrite)
+        if dst is not None:
+            dst.dirty = False
+            self.table.detach(dst)
+            self.table.maybe_drop(dst)
+        self.table.detach(src)
+        self.table.attach(src, dst_parent, new)
+        src.ctime_ns = now_ns()
 
     @_handler
     async def link(self, inode: int, new_parent: int, new_name: bytes,
@@ -456,10 +439,7 @@ class Operations(pyfuse3.Operations):
         node = self.table.new_node(parent, n, FILE, mode=mode & 0o7777, remote=False,
                                    **self._new_attrs(ctx))
         await self.files.truncate(node, 0)
-        await self.files.writeback(node)  # no close follows a mknod
-        if node.staging is not None and not node.dirty:
-            node.staging.discard()
-            node.staging = None
+        await self.files.commit(node)  # no close follows a mknod
         node.lookups += 1
         return self.attrs(node)
 
@@ -532,20 +512,17 @@ class Operations(pyfuse3.Operations):
     async def flush(self, fh: int) -> None:
         h = self.files.handles.get(fh)
         if h is not None and h.writable and h.node.dirty:
-            try:
-                await self.files.writeback(h.node)
-            except BaseException:
-                # close(2) reports this; the release that follows must not
-                # start the same upload again behind the caller's back.
-                h.flush_failed = True
-                raise
-            h.flush_failed = False
+            # Acknowledged here, sent by the journal (fsync is the barrier).
+            await self.files.commit(h.node)
+            if self.sync_close:
+                await self.journal.sync(node=h.node)
 
     @_handler
     async def fsync(self, fh: int, datasync: bool) -> None:
         h = self.files.handle(fh)
         if h.node.dirty:
-            await self.files.writeback(h.node)
+            await self.files.commit(h.node, again=True)
+        await self.journal.sync(node=h.node)
 
     @_handler
     async def release(self, fh: int) -> None:
@@ -588,6 +565,7 @@ class Operations(pyfuse3.Operations):
         if name == xattrs.EXTENTS:
             if node.kind != FILE or not node.remote:
                 raise OSError(xattrs.ENODATA, "not a file in the session")
+            await self.journal.settle(self.path(node))
             return xattrs.extents_json(await self.bridge.stat(self.path(node)))
         value = node.xattrs.get(name)
         if value is None:

@@ -18,6 +18,7 @@ the command line. Lifecycle:
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import signal
@@ -113,7 +114,7 @@ async def _serve(cfg: MountConfig, st: mount_state.MountState) -> int:
         label = f"{cfg.session}@{cfg.at}" if cfg.at else cfg.session
         tag = f"{socket.gethostname().split('.')[0]}-{os.getpid()}"
         ops = Operations(bridge, cache, session_label=label, read_only=read_only,
-                         fixed_state=bool(cfg.at), conflict_tag=tag)
+                         fixed_state=bool(cfg.at), conflict_tag=tag, sync_close=cfg.sync_close)
         await ops.load_dir(ops.table.root)  # fails here for an unknown --at
         pyfuse3.init(ops, st.mountpoint, fuse_options(cfg, cfg.session, read_only))
         try:
@@ -124,8 +125,12 @@ async def _serve(cfg: MountConfig, st: mount_state.MountState) -> int:
                      "read-only" if read_only else "read-write")
             async with trio.open_nursery() as nursery:
                 if not cfg.at:
-                    coherence = Coherence(bridge, ops.table, ops.notifier, ops.echoes, cursor)
+                    coherence = Coherence(bridge, ops.table, ops.notifier, ops.echoes, cursor,
+                                          ops.journal)
+                    ops.journal.relist = functools.partial(coherence.refresh, settle=False)
                     nursery.start_soon(coherence.run)
+                if not read_only:
+                    nursery.start_soon(ops.journal.run)
                 nursery.start_soon(_signals)
                 nursery.start_soon(_report, ops, cache, st)
                 nursery.start_soon(cache.reaper)

@@ -37,6 +37,23 @@ def run_aether(env: dict[str, str], *args: str, check: bool = True,
     return r
 
 
+def settle(mnt: Path) -> None:
+    """Wait until the daemon has every change made through the mount so far:
+    an fsync of its root directory is the write-back barrier (journal.py)."""
+    fd = os.open(mnt, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def settled(sdk, *mnts: Path):
+    """`sdk`, once the daemon has every change made through these mounts."""
+    for mnt in mnts:
+        settle(mnt)
+    return sdk
+
+
 def is_mounted(path: Path) -> bool:
     with open("/proc/self/mountinfo") as f:
         return any(line.split()[4] == str(path) for line in f)

@@ -7,7 +7,15 @@ import threading
 import time
 
 import pytest
-from mount_helpers import LIVE_SECONDS, Mounts, is_mounted, mount_env, run_aether, wait_for
+from mount_helpers import (
+    LIVE_SECONDS,
+    Mounts,
+    is_mounted,
+    mount_env,
+    run_aether,
+    settle,
+    wait_for,
+)
 
 from aether.client import Client
 
@@ -62,6 +70,7 @@ def test_conflicting_writes_keep_both_versions(module_mounts, sdk):
         fh.write(b"MOUNT")
         fh.flush()  # local only until close
         sdk.write_file(s, "shared.txt", b"from the API")
+    settle(mnt)  # the close journalled the write-back; this waits for its answer
     assert bytes(sdk.read_file(s, "shared.txt").data) == b"from the API"
     copies = [e.path for e in sdk.iter_tree(s, "") if ".conflict-" in e.path]
     assert len(copies) == 1 and copies[0].startswith("shared.txt.conflict-")
@@ -149,6 +158,7 @@ def test_daemon_restart_while_mounted(fresh_daemon, tmp_path):
         d.start()
         # A write during/after the outage goes through once the daemon is back.
         (mnt / "after.txt").write_text("after")
+        settle(mnt)
         with Client(d.http_url, token=d.token) as c:
             assert bytes(c.read_file(s, "synced.txt").data) == b"acknowledged"
             assert bytes(c.read_file(s, "after.txt").data) == b"after"
@@ -172,12 +182,15 @@ def test_write_during_a_daemon_outage_waits_for_it(fresh_daemon, tmp_path):
         d.kill()
         fh = open(mnt / "during.txt", "wb")
         fh.write(b"during the outage")
-        # Close (the write-back) while the daemon is still down; it comes back 1.5 s later.
+        # fsync (the write-back barrier) while the daemon is still down; it
+        # comes back 1.5 s later.
         restart = threading.Timer(1.5, d.start)
         restart.start()
         start = time.monotonic()
-        fh.close()  # the write-back retried until the daemon answered again
+        fh.flush()
+        os.fsync(fh.fileno())  # the write-back retried until the daemon answered again
         took = time.monotonic() - start
+        fh.close()
         restart.join()
         assert 1.0 < took < 30
         with Client(d.http_url, token=d.token) as c:
@@ -193,7 +206,7 @@ def test_a_write_back_under_an_ancestor_renamed_through_the_api_fails_clearly(
         module_mounts, sdk):
     """x/y/f.txt is open and dirty when x is renamed through the API. Known gap
     (docs/mount.md, "Not done yet"): the write-back does not follow the rename.
-    What must hold meanwhile: close reports ENOENT, and nothing lands anywhere
+    What must hold meanwhile: fsync reports ENOENT, and nothing lands anywhere
     in the session (the content stays in the mount's staging file)."""
     s = sdk.create_session(name="ancestor").id
     sdk.write_file(s, "x/y/f.txt", b"old")
@@ -203,9 +216,10 @@ def test_a_write_back_under_an_ancestor_renamed_through_the_api_fails_clearly(
         os.write(fd, b"NEW")  # in the mount's staging file, dirty
         sdk.rename(s, "x", "z")
         assert wait_for(lambda: (mnt / "z").exists())[0]
-    finally:
         with pytest.raises(FileNotFoundError):
-            os.close(fd)  # the write-back happens here
+            os.fsync(fd)  # the write-back happens here
+    finally:
+        os.close(fd)
     paths = sorted(e.path for e in sdk.iter_tree(s, "", recursive=True))
     assert paths == ["z", "z/y", "z/y/f.txt"], paths
     assert bytes(sdk.read_file(s, "z/y/f.txt").data) == b"old"

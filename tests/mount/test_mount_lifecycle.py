@@ -13,7 +13,16 @@ import time
 from pathlib import Path
 
 import pytest
-from mount_helpers import AETHER, Mounts, have, is_mounted, mount_env, run_aether, wait_for
+from mount_helpers import (
+    AETHER,
+    Mounts,
+    have,
+    is_mounted,
+    mount_env,
+    run_aether,
+    settle,
+    wait_for,
+)
 
 
 def test_foreground_mount_ends_cleanly_on_ctrl_c(mounts, sdk):
@@ -103,6 +112,7 @@ def test_large_files_move_in_pieces(mounts, sdk):
     data = os.urandom((10 << 20) + 12345)
     mnt = mounts.mount(s, "pieces")
     (mnt / "big.bin").write_bytes(data)
+    settle(mnt)
     assert bytes(sdk.read_file(s, "big.bin").data) == data
     log = mounts.log(mnt)
     assert log.count("HTTP Request: PATCH") == 3, log  # 3 MiB PUT, then 3+3+1 MiB
@@ -141,6 +151,7 @@ def test_other_users_enter_the_mount_with_kernel_permission_checks(daemon, sdk):
         assert as_nobody("sh", "-c", f"echo hi > {mnt}/shared/by-nobody").returncode == 0
         st = os.stat(mnt / "shared" / "by-nobody")
         assert (st.st_uid, st.st_gid) == (65534, 65534)  # owner from the request context
+        settle(mnt)
         assert bytes(sdk.read_file(s, "shared/by-nobody").data) == b"hi\n"
         m.umount(mnt)
     finally:

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
+from mount_helpers import settle
 
 NAMES = ["a", "b", "c"]
 # Paths up to two levels deep over three names: collisions (and so every error
@@ -181,13 +182,14 @@ def run_model(mnt: Path, sdk, session: str, native_base: Path, *, paths, data, o
             assert snapshot(self.m) == snapshot(self.n)
 
         def teardown(self):
-            # Everything was closed, so everything was written back: the daemon
+            # Everything was closed; once settled, everything is written back: the daemon
             # holds exactly what the native directory does (directory modes
             # changed after mkdir are kept by the mount only: docs/mount.md),
             # and no upload temporary is left behind.
             def no_dir_modes(snap):
                 return {k: ("dir",) if v[0] == "dir" else v for k, v in snap.items()}
             want = no_dir_modes(snapshot(self.n))
+            settle(self.m)
             assert no_dir_modes(daemon_snapshot(sdk, session, self.m.name)) == want
 
     run_state_machine_as_test(Differential, settings=settings(

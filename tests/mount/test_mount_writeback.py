@@ -17,7 +17,7 @@ import time
 
 import pytest
 import xattr
-from mount_helpers import have, run_aether, wait_for
+from mount_helpers import have, run_aether, settle, wait_for
 
 PIECE = 256 << 10
 RANGE_MIN = 1 << 20
@@ -59,13 +59,16 @@ def put(sdk, session, path: str, data: bytes, mnt) -> None:
 
 def write_in_background(path, data: bytes,
                         mode: str = "r+b") -> tuple[threading.Thread, list[OSError]]:
-    """Write `data` to `path` and close it (the close writes it back)."""
+    """Write `data` to `path`, fsync and close it (the fsync waits for the
+    write-back; the close alone would only journal it)."""
     errors: list[OSError] = []
 
     def run() -> None:
         try:
             with open(path, mode) as fh:
                 fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
         except OSError as exc:
             errors.append(exc)
 
@@ -118,7 +121,7 @@ def test_a_large_write_back_never_shows_a_partial_file_and_a_failed_one_changes_
     assert seen_hashes == {old_hash}
     assert temp, "the upload did not go through a temporary"
     assert temp.startswith(".big.bin" + TEMP)
-    assert [e.errno for e in errors] == [errno.EIO]  # the close reports it
+    assert [e.errno for e in errors] == [errno.EIO]  # the fsync reports it
     assert bytes(sdk.read_file(session, "fail/big.bin").data) == old
     assert names(sdk, session, "fail") == ["big.bin"]  # the temporary is gone
     assert shown_in_mount == []  # and the mount never listed it
@@ -190,6 +193,7 @@ def test_a_wide_edit_of_a_large_file_patches_a_copy_and_renames_it(
         fh.write(b"B" * 1000)
     data[1 << 20:(1 << 20) + 1000] = b"A" * 1000
     data[(2 << 20) - 1000:2 << 20] = b"B" * 1000
+    settle(mnt)
     assert bytes(sdk.read_file(session, "wide/big.bin").data) == bytes(data)
     assert names(sdk, session, "wide") == ["big.bin"]
     sent = [line for line in module_mounts.log(mnt).splitlines()

@@ -1,0 +1,584 @@
+"""Write-behind: changes acknowledged locally, sent to the daemon in batches.
+
+Every change the mount makes to the session (a closed file's content, unlink,
+mkdir, rmdir, rename, symlink) is applied to the inode table at once and
+appended to this journal; the FUSE request is answered without waiting for
+the daemon. A flusher task sends the journal in order, as `fs:apply` batches:
+one request and one daemon transaction (one fsync) for up to `BATCH_OPS`
+changes, instead of one of each per change. While one batch is on its way the
+next accumulates, so the batch size follows the load by itself.
+
+Durability: `sync()` is the barrier. fsync, fsyncdir and unmount wait until
+everything journalled before them is answered by the daemon, and report a
+change that failed there (its errno, once). A close does not wait: as on
+NFS or any write-back cache, a write-back error after close is logged and
+reported by the next fsync. Content is never lost on such an error: the file
+stays dirty in its staging file and is sent again with its next close, fsync
+or at unmount.
+
+Order is what makes this equivalent to sending each change when it happens:
+batches go one at a time, ops in journal order, and each op carries the path
+it had when it was journalled. A file's content is captured when its write
+is journalled (a copy of the staging file up to `INLINE_MAX`; larger files
+are read from the staging file when their turn comes and go through the
+single-file path in handles.py, which splits them into pieces). A second close
+of a file whose write has not left yet replaces that write's content instead
+of adding another. A file created and unlinked before its write left is
+never sent at all.
+
+Failures of single ops come back per op and are handled per op: a write that
+lost a race follows the conflict rule (handles.py); "already done" answers
+(a delete of a missing file, a mkdir of an existing directory, a write that
+finds exactly its own content, as after a retried batch) count as success;
+anything else is logged, remembered for the next `sync()`, and the
+directories involved are listed again so the mount shows the daemon's truth
+again. A batch that cannot reach the daemon at all is retried as it is, with
+back-off, until it can (a daemon restart is a pause).
+"""
+
+from __future__ import annotations
+
+import base64
+import errno
+import logging
+import os
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import blake3
+import trio
+
+from aether.errors import AetherError, from_code
+from aether.mount.bridge import RETRY_SECONDS, Bridge, ConflictError, Entry, RemoteError, errno_for
+from aether.mount.coherence import Echoes
+from aether.mount.inodes import FILE, InodeTable, Node
+
+log = logging.getLogger("aether.mount.journal")
+
+# Content up to this size is copied into the journal when the file is closed;
+# larger files are read from their staging file when sent (handles.py).
+INLINE_MAX = int(os.environ.get("AETHER_MOUNT_INLINE_MAX") or 1 << 20)
+BATCH_OPS = 1000
+BATCH_BYTES = 16 << 20
+# Back-pressure: handlers wait while this much is journalled and not sent.
+MAX_PENDING_OPS = 20_000
+MAX_PENDING_BYTES = 128 << 20
+
+WRITE, DELETE, MKDIR, RMDIR, RENAME, SYMLINK = (
+    "write", "delete", "mkdir", "rmdir", "rename", "symlink")
+_EVENTS = {WRITE: "file.written", DELETE: "file.deleted", MKDIR: "dir.created",
+           RMDIR: "dir.removed", RENAME: "path.renamed", SYMLINK: "symlink.created"}
+
+
+@dataclass(eq=False)
+class Op:
+    kind: str
+    path: str
+    node: Node | None = None
+    data: bytes | None = None  # writes: the content, or None for a large file
+    mode: int = 0
+    gen: int = 0  # writes: node.data_gen when `data` was captured
+    dst: str = ""  # renames
+    overwrite: bool = False  # renames
+    target: str = ""  # symlinks
+    seq: int = 0
+    sent: bool = False
+    dropped: bool = False  # taken back before it was sent: skipped
+
+    @property
+    def event_path(self) -> str:
+        return self.dst if self.kind == RENAME else self.path
+
+    def json(self, if_match: str) -> dict[str, Any]:
+        """The op as the proto3 JSON of an `FsOp` (built directly: message
+        objects cost more CPU than the daemon spends applying the op)."""
+        if self.kind == WRITE:
+            w: dict[str, Any] = {"path": self.path,
+                                 "data": base64.b64encode(self.data or b"").decode("ascii"),
+                                 "mode": self.mode}
+            if if_match:
+                w["ifMatch"] = if_match
+            return {"write": w}
+        if self.kind == DELETE:
+            return {"delete": {"path": self.path}}
+        if self.kind == MKDIR:
+            return {"mkdir": {"path": self.path, "mode": self.mode}}
+        if self.kind == RMDIR:
+            return {"rmdir": {"path": self.path}}
+        if self.kind == RENAME:
+            return {"rename": {"fromPath": self.path, "toPath": self.dst,
+                               "overwrite": self.overwrite}}
+        return {"symlink": {"path": self.path, "target": self.target}}
+
+
+class Journal:
+    """The ordered changes not yet answered by the daemon, and their flusher."""
+
+    def __init__(self, bridge: Bridge, table: InodeTable, echoes: Echoes) -> None:
+        self.bridge = bridge
+        self.table = table
+        self.echoes = echoes
+        # Set by the owner: the single-file write-back (large files, and the
+        # conflict rule), and a directory relisting that does not sync first.
+        self.send_file: Callable[[Node, str], Awaitable[None]] | None = None
+        self.lost_race: Callable[[Node], Awaitable[None]] | None = None
+        self.written: Callable[[Node, Entry, int], None] | None = None
+        self.relist: Callable[[str], Awaitable[None]] | None = None
+        # May this file's content go inline in a batch? (handles.py says no for
+        # files it would rather send as a range write.)
+        self.inline: Callable[[Node, int], bool] = lambda node, size: size <= INLINE_MAX
+        self._log: deque[Op] = deque()
+        self._unsent_writes: dict[int, Op] = {}  # ino -> its write not yet sent
+        # ino -> (data_gen, mode) of the newest content journalled (sent or not):
+        # a close right after a flush journals nothing new.
+        self._queued: dict[int, tuple[int, int]] = {}
+        self._flusher: object | None = None  # the task sending a batch right now
+        # ino -> how many of the log's ops are about that node, and how many of
+        # those are out (sent, not answered): O(1) answers for unlink and rename.
+        self._ops_of: Counter[int] = Counter()
+        self._sent_of: Counter[int] = Counter()
+        self._seq = 0  # of the newest op journalled
+        self._bytes = 0
+        self._changed = trio.Event()  # something was journalled
+        self._progress = trio.Event()  # a batch was answered
+        # Failures not reported yet: (op seq, the file for a write or None, error).
+        self._errors: list[tuple[int, Node | None, OSError]] = []
+        self._unreachable_since: float | None = None
+        self.batches = 0
+        self.sent_ops = 0
+
+    def __len__(self) -> int:
+        return len(self._log)
+
+    @property
+    def pending_bytes(self) -> int:
+        return self._bytes
+
+    # ---- journalling (no awaits: each call is atomic on the trio thread)
+
+    def _append(self, op: Op) -> Op:
+        self._seq += 1
+        op.seq = self._seq
+        self._log.append(op)
+        if op.node is not None:
+            self._ops_of[op.node.ino] += 1
+        self._bytes += len(op.data or b"")
+        self._changed.set()
+        return op
+
+    def write(self, node: Node, *, again: bool = False) -> None:
+        """Journal a file's content as it is now (its staging file). Content
+        already journalled (or whose write-back failed) is not journalled
+        again unless `again` (fsync, unmount): a close alone does not retry."""
+        st = node.staging
+        if st is None or node.kind != FILE or node.unlinked:
+            return
+        if self._queued.get(node.ino) == (node.data_gen, node.mode) and (
+                not again or self._ops_of[node.ino]):
+            return  # journalled already (and, with `again`, still on its way)
+        self._queued[node.ino] = (node.data_gen, node.mode)
+        path = self.table.path(node)
+        size = st.size()
+        data = _pread_all(st.fd, size) if self.inline(node, size) else None
+        op = self._unsent_writes.get(node.ino)
+        if op is not None and op.path == path:
+            self._bytes += len(data or b"") - len(op.data or b"")
+            op.data, op.gen, op.mode = data, node.data_gen, node.mode
+            return
+        self._unsent_writes[node.ino] = self._append(
+            Op(WRITE, path, node, data, node.mode, node.data_gen))
+
+    def pending(self, node: Node) -> bool:
+        """Is a change of this node journalled and not answered yet?"""
+        return self._ops_of[node.ino] > 0
+
+    def forget_new_file(self, node: Node, path: str) -> bool:
+        """A file created here is unlinked: drop its write if it never left.
+        True when the daemon never heard of it (no delete needs sending)."""
+        if node.remote or self._sent_of[node.ino]:
+            return False
+        op = self._unsent_writes.get(node.ino)
+        if op is not None:
+            if op.path != path:
+                return False  # it moved meanwhile: the daemon will see it
+            del self._unsent_writes[node.ino]
+            self._drop(op)
+        # Earlier writes under other paths were followed by renames to `path`
+        # (still journalled): then the daemon will hear of it after all.
+        return self._ops_of[node.ino] == 0
+
+    def _drop(self, op: Op) -> None:
+        op.dropped = True
+        self._bytes -= len(op.data or b"")
+        op.data = b"" if op.data is not None else None
+        if op.node is not None:
+            self._ops_of[op.node.ino] -= 1
+
+    def delete(self, path: str) -> None:
+        self._append(Op(DELETE, path))
+
+    def mkdir(self, path: str, mode: int) -> None:
+        self._append(Op(MKDIR, path, mode=mode))
+
+    def rmdir(self, path: str) -> None:
+        self._append(Op(RMDIR, path))
+
+    def rename(self, src: str, dst: str, overwrite: bool) -> None:
+        self._append(Op(RENAME, src, dst=dst, overwrite=overwrite))
+
+    def symlink(self, path: str, target: str) -> None:
+        self._append(Op(SYMLINK, path, target=target))
+
+    async def room(self) -> None:
+        """Wait while too much is journalled (back-pressure on writers)."""
+        while len(self._log) >= MAX_PENDING_OPS or self._bytes >= MAX_PENDING_BYTES:
+            await self._progress.wait()
+
+    # ---- the barrier
+
+    async def settle(self, path: str) -> None:
+        """Before reading the daemon's view of `path` (a listing, a download):
+        let the journalled changes that concern it arrive first (on it, inside
+        it, or on a directory above it: a rename on its way changes what a path
+        names). Changes elsewhere are not waited for. A no-op inside the
+        flusher itself."""
+        if not self._log or self._flusher is trio.lowlevel.current_task():
+            return
+        target = 0
+        for op in self._log:
+            if _related(op.path, path) or (op.dst and _related(op.dst, path)):
+                target = op.seq
+        if target:
+            await self.sync(upto=target)
+
+    async def sync(self, *, node: Node | None = None, directory: Node | None = None,
+                   deadline: float | None = None, upto: int = 0) -> None:
+        """Wait until every op journalled so far (or up to `upto`) is answered.
+        Then report (raise, once) a failure that concerns the caller: for
+        `node` (an fsync of a file), its own write-backs; for `directory` (an
+        fsync of a directory), directory changes anywhere and write-backs of
+        its files. As fsync(2) reports a file's write-back errors, not
+        another's."""
+        target = upto or self._seq
+        # Ops leave the log (in order) once answered, or when dropped unsent.
+        while self._log and self._log[0].seq <= target:
+            if self._unreachable_since is not None and \
+                    trio.current_time() - self._unreachable_since > RETRY_SECONDS:
+                raise OSError(errno.EIO, f"aetherd cannot be reached; {len(self._log)} "
+                              "change(s) wait to be sent")
+            if deadline is not None and trio.current_time() > deadline:
+                raise OSError(errno.ETIMEDOUT, f"{len(self._log)} change(s) not sent in time")
+            with trio.move_on_after(0.5):
+                await self._progress.wait()
+        if node is None and directory is None:
+            return
+        mine = [e for e in self._errors if (e[1] is node if node is not None else
+                                            e[1] is None or e[1].parent is directory)]
+        if mine:
+            self._errors = [e for e in self._errors if e not in mine]
+            raise mine[0][2]
+
+    # ---- the flusher
+
+    async def run(self) -> None:
+        """Send the journal as it fills (run in a nursery; cancelled between batches)."""
+        while True:
+            if not self._log:
+                self._changed = trio.Event()
+                await self._changed.wait()
+            await self.flush_once()
+
+    async def drain(self, deadline: float) -> None:
+        """Send everything now, in the caller's task (at unmount, with no flusher)."""
+        while self._log and trio.current_time() < deadline:
+            await self.flush_once()
+
+    async def flush_once(self) -> None:
+        if self._log:
+            first = self._log[0].node
+            if first is not None and first.lock.locked():
+                # a chmod or a large write-back of that file is on its way
+                async with first.lock:
+                    pass
+        with trio.CancelScope(shield=True):  # a batch is answered whole or not sent
+            self._flusher = trio.lowlevel.current_task()
+            try:
+                await self._flush_batch()
+            finally:
+                self._flusher = None
+
+    async def _flush_batch(self) -> None:
+        batch, locked = self._take()
+        if not batch:
+            await trio.sleep(0.001)  # the front op waits for its file's lock
+            return
+        try:
+            try:
+                if batch[0].kind == WRITE and batch[0].data is None:
+                    await self._send_large(batch[0])
+                else:
+                    await self._send_batch(batch)
+            except _Retry as exc:
+                for op in batch:
+                    op.sent = False
+                    if op.node is not None:
+                        self._sent_of[op.node.ino] -= 1
+                if self._unreachable_since is None:
+                    self._unreachable_since = trio.current_time()
+                log.warning("sending %d change(s) failed (%s); retrying", len(batch), exc)
+                await trio.sleep(exc.delay)
+                return
+            except Exception:
+                # A bug must not stop every later change from being sent: report
+                # this batch as failed (dirty files stay dirty and are sent again
+                # with their next close or fsync) and go on.
+                log.exception("sending %d change(s) failed", len(batch))
+                for op in batch:
+                    self._failed(op, OSError(errno.EIO, f"sending {op.kind} {op.path} failed"))
+                await self._relist_for(batch)
+        finally:
+            for node in locked:
+                node.lock.release()
+        self._unreachable_since = None
+        for _ in batch:
+            op = self._log.popleft()
+            self._bytes -= len(op.data or b"")
+            if op.node is not None:
+                ino = op.node.ino
+                self._sent_of[ino] -= 1
+                if not op.dropped:
+                    self._ops_of[ino] -= 1
+                if self._ops_of[ino] <= 0 and self._sent_of[ino] <= 0:
+                    self._ops_of.pop(ino, None)
+                    self._sent_of.pop(ino, None)
+        self._progress.set()
+        self._progress = trio.Event()
+
+    def _take(self) -> tuple[list[Op], list[Node]]:
+        """The next batch: ops from the front, up to the limits, stopping before
+        a large write (which is sent alone, through the single-file path)."""
+        out: list[Op] = []
+        size = 0
+        held: dict[int, Node] = {}
+        for op in self._log:
+            large = op.kind == WRITE and op.data is None
+            if out and (large or len(out) >= BATCH_OPS or size + len(op.data or b"") > BATCH_BYTES):
+                break
+            if op.kind == WRITE and not large and not op.dropped and op.node is not None \
+                    and op.node.ino not in held:
+                # Held while the batch is out, so a chmod of the same file (which
+                # sends by itself) cannot cross it.
+                try:
+                    op.node.lock.acquire_nowait()
+                except trio.WouldBlock:
+                    break
+                held[op.node.ino] = op.node
+            out.append(op)
+            size += len(op.data or b"")
+            if large:
+                break
+        for op in out:
+            op.sent = True
+            if op.node is not None:
+                self._sent_of[op.node.ino] += 1
+            if op.kind == WRITE and self._unsent_writes.get(op.node.ino) is op:
+                del self._unsent_writes[op.node.ino]
+        return out, list(held.values())
+
+    async def _send_large(self, op: Op) -> None:
+        node = op.node
+        assert node is not None and self.send_file is not None
+        if node.unlinked or op.dropped:
+            return
+        try:
+            await self.send_file(node, op.path)
+        except OSError as exc:
+            if _retryable(exc):
+                raise _Retry(exc.strerror or str(exc), _delay(exc)) from None
+            self._failed(op, exc)
+
+    async def _send_batch(self, batch: list[Op]) -> None:
+        messages: list[dict[str, Any]] = []
+        before: dict[int, bytes] = {}  # ino -> the content its last write in this batch sends
+        live: list[Op] = []
+        for op in batch:
+            if op.kind == WRITE:
+                node = op.node
+                assert node is not None and op.data is not None
+                if node.unlinked or op.dropped:
+                    continue  # deleted locally since: nothing to send
+                # A second write of the same file in one batch (it was renamed in
+                # between) is conditional on the first: if that one lost a race,
+                # so does this one, instead of overwriting the winner.
+                prev = before.get(node.ino)
+                if prev is not None:
+                    if_match = blake3.blake3(prev).hexdigest()
+                else:
+                    if_match = node.hash if node.remote and node.hash else "!"
+                before[node.ino] = op.data
+                messages.append(op.json(if_match))
+            else:
+                messages.append(op.json(""))
+            live.append(op)
+            self.echoes.expect(_EVENTS[op.kind], op.event_path)
+        if not live:
+            return
+        try:
+            resp = await self.bridge.apply(messages)
+        except OSError as exc:
+            for op in live:
+                self.echoes.cancel(_EVENTS[op.kind], op.event_path)
+            if _retryable(exc):
+                raise _Retry(exc.strerror or str(exc), _delay(exc)) from None
+            # The whole request was refused (an archived session, a revoked
+            # token): every op failed with it.
+            for op in live:
+                self._failed(op, exc)
+            await self._relist_for(live)
+            return
+        self.batches += 1
+        self.sent_ops += len(live)
+        stale: list[Op] = []
+        results = resp.get("results") or []
+        if len(results) != len(live):
+            raise OSError(errno.EIO, f"aetherd answered {len(results)} results for "
+                          f"{len(live)} changes")
+        for op, result in zip(live, results, strict=True):
+            error = result.get("error")
+            if error and error.get("code"):
+                self.echoes.cancel(_EVENTS[op.kind], op.event_path)
+                if not await self._op_failed(op, error):
+                    stale.append(op)
+            elif op.kind == WRITE:
+                self._wrote(op, _entry(op, result.get("info") or {}))
+        await self._relist_for(stale)
+
+    def _wrote(self, op: Op, entry: Entry) -> None:
+        assert op.node is not None and self.written is not None
+        if op.node.data_gen == op.gen:
+            self._queued.pop(op.node.ino, None)
+        self.written(op.node, entry, op.gen)
+
+    async def _op_failed(self, op: Op, detail: dict[str, Any]) -> bool:
+        """Handle one op the daemon refused (`detail`: its ErrorDetail as JSON);
+        False when the directories it touched must be listed again (the
+        mount's view is not the daemon's)."""
+        code = detail.get("code", "")
+        details = {str(k): str(v) for k, v in (detail.get("details") or {}).items()}
+        if op.kind == WRITE:
+            node = op.node
+            assert node is not None
+            current = details.get("current_hash", "")
+            if code == "conflict" and op.data is not None and current \
+                    and current == blake3.blake3(op.data).hexdigest():
+                # Our own content is there already (a batch retried after its
+                # answer was lost, or the same bytes written elsewhere).
+                self._wrote(op, Entry(op.path.rpartition("/")[2], "file", op.mode,
+                                      len(op.data), current, "", 0))
+                return True
+            if code == "conflict":
+                self._queued.pop(node.ino, None)
+                self._unsent_writes.pop(node.ino, None)
+                for later in self._log:
+                    if later.node is node and not later.sent and not later.dropped:
+                        self._drop(later)
+                if not node.unlinked and self.lost_race is not None:
+                    try:
+                        await self.lost_race(node)
+                    except OSError as exc:  # e.g. its directory is gone as well
+                        self._errors.append((op.seq, node, exc))
+                return True
+            exc = _remote_error(detail)
+            log.warning("write-back of %s failed (%s); its content stays staged and is "
+                        "sent again on the next fsync, change or unmount", op.path, exc.strerror)
+            self._errors.append((op.seq, node, exc))
+            return True
+        if (op.kind in (DELETE, RMDIR) and code == "not_found") or \
+                (op.kind == MKDIR and code == "already_exists"):
+            return True  # already as wanted
+        exc = _remote_error(detail)
+        what = f"{op.path} -> {op.dst}" if op.kind == RENAME else op.path
+        log.warning("%s %s failed at the daemon (%s); showing the session's version again",
+                    op.kind, what, exc.strerror)
+        self._errors.append((op.seq, None, exc))
+        return False
+
+    def _failed(self, op: Op, exc: OSError) -> None:
+        log.warning("%s %s failed (%s)", op.kind, op.path, exc.strerror or exc)
+        self._errors.append((op.seq, op.node, exc))
+
+    async def _relist_for(self, ops: list[Op]) -> None:
+        if self.relist is None:
+            return
+        dirs = set()
+        for op in ops:
+            dirs.add(op.path.rpartition("/")[0])
+            if op.kind == RENAME:
+                dirs.add(op.dst.rpartition("/")[0])
+        for d in sorted(dirs, key=lambda p: (p.count("/"), p)):
+            try:
+                await self.relist(d)
+            except OSError as exc:
+                log.debug("relisting /%s failed: %s", d, exc)
+
+
+class _Retry(Exception):
+    def __init__(self, why: str, delay: float) -> None:
+        super().__init__(why)
+        self.delay = delay
+
+
+def _retryable(exc: OSError) -> bool:
+    """The daemon could not be reached, or asked us to slow down: send the same
+    batch again later."""
+    return isinstance(exc, RemoteError) and (
+        exc.code == "unavailable" or "retry_after_seconds" in exc.details)
+
+
+def _delay(exc: OSError) -> float:
+    if isinstance(exc, RemoteError):
+        try:
+            return min(float(exc.details.get("retry_after_seconds", 0.5)), 5.0)
+        except ValueError:
+            pass
+    return 0.5
+
+
+def _remote_error(detail: dict[str, Any]) -> RemoteError:
+    code = str(detail.get("code") or "internal")
+    cause: AetherError = from_code(code, str(detail.get("message") or code))
+    cause.details = {str(k): str(v) for k, v in (detail.get("details") or {}).items()}
+    if code == "conflict":
+        return ConflictError(cause)
+    return RemoteError(errno_for(cause), cause)
+
+
+def _entry(op: Op, info: dict[str, Any]) -> Entry:
+    """The Entry of a FileInfo in proto3 JSON (uint64 sizes come as strings)."""
+    mtime = info.get("mtime")
+    ns = 0
+    if mtime:
+        t = datetime.fromisoformat(mtime)
+        ns = int(t.timestamp()) * 1_000_000_000 + t.microsecond * 1000
+    return Entry(op.path.rpartition("/")[2], "file", int(info.get("mode") or 0) & 0o777,
+                 int(info.get("size") or 0), str(info.get("hash") or ""), "", ns)
+
+
+def _related(a: str, b: str) -> bool:
+    """Is one of two session paths the other, or inside it?"""
+    if a == b or not a or not b:
+        return True
+    return a.startswith(b + "/") if len(a) > len(b) else b.startswith(a + "/")
+
+
+def _pread_all(fd: int, size: int) -> bytes:
+    data = os.pread(fd, size, 0)
+    while len(data) < size:
+        more = os.pread(fd, size - len(data), len(data))
+        if not more:
+            break
+        data += more
+    return data
