@@ -58,6 +58,7 @@ bench: setup
 	$(BIN)/python bench/import.py
 	$(BIN)/python bench/cli.py
 	$(BIN)/python bench/apply.py
+	$(BIN)/python bench/read.py
 	$(BIN)/python bench/mount.py
 	$(BIN)/python bench/tui.py
 	$(BIN)/python bench/load.py

@@ -44,6 +44,11 @@ class Limits:
     # Changes one fs:apply request may carry: they run in one write
     # transaction, which holds the session store's write lock.
     max_batch_ops: int = 10_000
+    # Paths one fs:read request may name, and the file content one answer may
+    # hold (it is built in memory, then base64 in JSON): a larger answer is
+    # cut, the rest comes back `truncated` for the client to ask again.
+    max_batch_read_paths: int = 10_000
+    max_batch_read_bytes: int = 64 << 20
 
 
 # Above these the daemon's own recursion (tree walks, symlink resolution) could
@@ -108,6 +113,8 @@ class Config:
     archive_ratio_floor_bytes: int = _DEFAULT_LIMITS.archive_ratio_floor_bytes
     max_symlink_hops: int = _DEFAULT_LIMITS.max_symlink_hops
     max_batch_ops: int = _DEFAULT_LIMITS.max_batch_ops
+    max_batch_read_paths: int = _DEFAULT_LIMITS.max_batch_read_paths
+    max_batch_read_bytes: int = _DEFAULT_LIMITS.max_batch_read_bytes
 
     def __post_init__(self) -> None:
         for f in fields(Limits):

@@ -210,9 +210,42 @@ def test_a_commit_of_another_session_is_hidden_in_selectors(daemon, http):
     with as_bearer(daemon, writer) as c:
         assert outcome(c.get(f"/v1/commits/{cmt}"), secret) == "hidden"
         for r in (c.get(f"/v1/sessions/{mine}/files/key", params={"at": cmt}),
-                  c.get(f"/v1/sessions/{mine}/diff", params={"from": cmt})):
+                  c.get(f"/v1/sessions/{mine}/diff", params={"from": cmt}),
+                  c.post(f"/v1/sessions/{mine}/fs:read", json={"paths": ["key"], "at": cmt})):
             assert outcome(r, secret) == "hidden", r.text
-        assert b"hunter2" not in r.content
+            assert b"hunter2" not in r.content
+
+
+def test_a_batch_read_is_checked_like_a_single_read(daemon, http):
+    """fs:read needs a reader of its session; a checkpoint or commit in `at` is
+    checked against the session it belongs to, exactly as for a single read."""
+    secret = new_session(http)
+    http.put(f"/v1/sessions/{secret}/files/key", content=b"hunter2").raise_for_status()
+    ckp = http.post(f"/v1/sessions/{secret}/checkpoints", json={}).json()["id"]
+    mine = new_session(http)
+    http.put(f"/v1/sessions/{mine}/files/mine", content=b"ok").raise_for_status()
+    reader = new_token(http, "batch-reader", f"{mine}:reader")
+    with as_bearer(daemon, reader) as c:
+        r = c.post(f"/v1/sessions/{mine}/fs:read", json={"paths": ["mine", "key"]})
+        assert r.status_code == 200, r.text
+        assert [(f["data"], f["error"] and f["error"]["code"]) for f in r.json()["files"]] == [
+            ("b2s=", None), ("", "not_found")]
+        for at in (ckp, secret):
+            single = c.get(f"/v1/sessions/{mine}/files/key", params={"at": at})
+            batch = c.post(f"/v1/sessions/{mine}/fs:read", json={"paths": ["key"], "at": at})
+            assert outcome(single, secret) == outcome(batch, secret) == "hidden", batch.text
+            assert b"hunter2" not in batch.content
+        assert outcome(c.post(f"/v1/sessions/{secret}/fs:read", json={"paths": ["key"]}),
+                       secret) == "hidden"
+    # A reader of both sessions: the checkpoint is not one of this session's
+    # states, so it is not found, as for the single read.
+    both = new_token(http, "batch-both", f"{mine}:reader", f"{secret}:reader")
+    with as_bearer(daemon, both) as c:
+        single = c.get(f"/v1/sessions/{mine}/files/key", params={"at": ckp})
+        batch = c.post(f"/v1/sessions/{mine}/fs:read", json={"paths": ["key"], "at": ckp})
+        assert (single.status_code, code(single)) == (batch.status_code, code(batch)) == (
+            404, "not_found")
+        assert b"hunter2" not in batch.content
 
 
 def test_admin_routes_and_whoami(daemon, http):
@@ -311,6 +344,8 @@ async def test_grpc_uses_the_same_guard(daemon, http):
         with pytest.raises(GRPCError) as err:
             await files.write_file(pb.WriteFileRequest(session_id=sid, path="x", data=b"x"))
         assert err.value.status == Status.PERMISSION_DENIED
+        got = await files.read_files(pb.ReadFilesRequest(session_id=sid, paths=["x"]))
+        assert got.files[0].error.code == "not_found"  # a reader may read, several at once
         # A batch is checked against its own session; its ops' session_id is ignored.
         with pytest.raises(GRPCError) as err:
             await files.apply(pb.ApplyRequest(session_id=sid, ops=[

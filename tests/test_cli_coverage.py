@@ -23,6 +23,7 @@ RPC_COMMANDS: dict[tuple[str, str], str] = {
     ("sessions", "get_tombstone"): "session deleted",
     ("files", "list_tree"): "fs ls",  # also fs tree
     ("files", "read_file"): "fs cat",
+    ("files", "read_files"): "fs cat",  # with several paths
     ("files", "write_file"): "fs put",
     ("files", "delete_file"): "fs rm",
     ("files", "stat"): "fs stat",

@@ -14,6 +14,7 @@ that was in flight when something failed must be there whole or not at all.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import io
 import json
@@ -519,6 +520,14 @@ def test_corrupt_and_missing_chunks_are_reported_and_never_served(fresh_daemon):
                 assert err["code"] == "internal", err
                 assert problem in err["message"] and "fsck" in err["message"], err
                 assert err["details"]["chunk"] == chunk[path], err
+        # A batch read serves no damaged byte either: each damaged file is an
+        # error of its own (the single read's), the others are still served.
+        asked = ["raw.bin", "fine.bin", "src/text.txt", "gone.bin"]
+        got = ok(c.post(f"{S}/{sid}/fs:read", json={"paths": asked}))["files"]
+        assert base64.b64decode(got[1]["data"]) == fine and got[1]["error"] is None
+        for e, problem in ((got[0], "corrupt"), (got[2], "corrupt"), (got[3], "missing")):
+            assert e["data"] == "" and e["error"]["code"] == "internal", e
+            assert problem in e["error"]["message"] and "fsck" in e["error"]["message"], e
         # A range write must not bake the damage into new content.
         r = c.patch(f"{S}/{sid}/files/raw.bin", params={"offset": 0}, content=b"x",
                     headers={"Content-Type": "application/octet-stream"})

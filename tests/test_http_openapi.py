@@ -587,6 +587,24 @@ async def _read_file(w: World) -> None:
     assert resp.headers["ETag"] == etag_of(b"hello\n")
 
 
+@effect("files", "read_files")
+async def _read_files(w: World) -> Any:
+    got = await w.json("POST", "/fs:read", json={"paths": ["top.txt", "later.txt", "dir",
+                                                           "missing.txt"]})
+    top, later, folder, missing = got["files"]
+    assert (base64.b64decode(top["data"]), top["hash"], top["size"], top["mode"]) == (
+        b"top\n", etag_of(b"top\n").strip('"'), "4", 0o644)
+    assert base64.b64decode(later["data"]) == LATER
+    assert (folder["error"]["code"], missing["error"]["code"]) == (
+        "failed_precondition", "not_found")
+    # `at`: the checkpoint, taken before later.txt was written
+    at = await w.json("POST", "/fs:read", json={"paths": ["dir/sub/file.txt", "later.txt"],
+                                                "at": w.ckp})
+    assert base64.b64decode(at["files"][0]["data"]) == b"hello\n"
+    assert at["files"][1]["error"]["code"] == "not_found"
+    return got
+
+
 @effect("files", "write_file")
 async def _write_file(w: World) -> Any:
     written = await w.json("PUT", "/files/new/deep.txt", data=b"raw-bytes")

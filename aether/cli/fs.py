@@ -144,22 +144,100 @@ def _size_change(c: Any) -> str:
 def cat(
     ctx: typer.Context,
     session: SessionArg,
-    path: PathArg,
+    paths: Annotated[list[str], typer.Argument(
+        metavar="PATH...", help="Paths inside the session; several are read in one request.",
+        show_default=False)],
     at: AtOpt = "",
-    offset: Annotated[int, typer.Option("--offset", min=0, help="First byte to read.")] = 0,
+    offset: Annotated[int, typer.Option("--offset", min=0,
+                                        help="First byte to read (one PATH only).")] = 0,
     length: Annotated[int, typer.Option("--length", min=0,
-                                        help="Bytes to read (0 = to the end).")] = 0,
+                                        help="Bytes to read (0 = to the end; one PATH "
+                                        "only).")] = 0,
     json_: JsonOpt = False,
 ) -> None:
-    """Print a file's bytes (--json: content hash, size and base64 data)."""
+    """Print a file's bytes, or several files' one after another like cat(1).
+
+    One PATH: the file is streamed (--json: content hash, size and base64 data).
+    Several: they are read in one request (fs:read), from one view of the
+    state; a file that does not fit in the daemon's answer is asked for again,
+    or streamed when it is too big for any answer. A PATH that cannot be read
+    (missing, a directory, a symlink) prints an error on stderr and the others
+    are still printed; the exit status is then the first failure's (3 not
+    found, ...). --json prints the ReadFilesResponse (one entry per PATH;
+    files over the daemon's limit stay `truncated`).
+    """
     out = output(ctx, json_)
     c = client(ctx)
+    if len(paths) > 1:
+        if offset or length:
+            raise typer.BadParameter("--offset and --length go with one PATH",
+                                     param_hint="'--offset' / '--length'")
+        _cat_many(out, c, session, paths, at)
+        return
+    path = paths[0]
     if out.mode == "json":
         out.json(fmt.to_json(c.read_file(session, path, offset=offset, length=length, at=at)))
         return
     for chunk in c.stream_file(session, path, offset=offset, length=length, at=at):
         sys.stdout.buffer.write(chunk)
     sys.stdout.buffer.flush()
+
+
+def _cat_many(out: fmt.Output, c: Any, session: str, paths: list[str], at: str) -> None:
+    """`fs cat` of several paths: fs:read answers in order, as proto3 JSON dicts."""
+    import base64
+
+    got: dict[int, dict[str, Any]] = {}
+    big: set[int] = set()  # over the daemon's limit: streamed (text) or left truncated (JSON)
+    failed: list[str] = []
+    written = 0  # paths[:written] are done
+    pending = list(range(len(paths)))
+    while pending:
+        answer = c.as_json().read_files(session, [paths[i] for i in pending], at=at)["files"]
+        again, seen_data = [], False
+        for i, entry in zip(pending, answer, strict=True):
+            if not entry.get("truncated"):
+                got[i] = entry
+                seen_data = seen_data or bool(entry.get("data"))
+            elif not seen_data:
+                # Cut before any file of this answer had data: it alone is over
+                # the daemon's limit, asking again would not help.
+                got[i] = entry
+                big.add(i)
+            else:
+                again.append(i)  # the answer was full: ask again
+        if again == pending:  # no progress (a daemon that cuts otherwise): stop asking
+            got.update(zip(pending, answer, strict=True))
+            big.update(again)
+            again = []
+        pending = again
+        while written < len(paths) and written in got and out.mode != "json":
+            entry = got.pop(written)
+            if entry.get("error"):
+                failed.append(_cat_error(paths[written], entry["error"]))
+            elif written in big:
+                for chunk in c.stream_file(session, paths[written], at=at):
+                    sys.stdout.buffer.write(chunk)
+            else:
+                sys.stdout.buffer.write(base64.b64decode(entry.get("data") or ""))
+            written += 1
+        sys.stdout.buffer.flush()
+    if out.mode == "json":
+        entries = [got[i] for i in range(len(paths))]
+        failed = [e["error"]["code"] for e in entries if e.get("error")]
+        out.json({"files": entries})
+    if failed:
+        raise typer.Exit(fmt.exit_code_for(failed[0]))
+
+
+def _cat_error(path: str, error: dict[str, Any]) -> str:
+    """Print a path's error like `fail` does; its code."""
+    code, message = error.get("code") or "internal", error.get("message") or ""
+    if path not in message:
+        message = f"{path}: {message}"
+    sys.stdout.buffer.flush()  # what came before it, first
+    fmt.fail(code, message)
+    return code
 
 
 @app.command("put")

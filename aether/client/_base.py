@@ -549,6 +549,25 @@ class Operations:
         return Call("GET", self._file_url(session_id, path), params=query(at=at),
                     headers=headers, decode=_read_file_result)
 
+    def read_files(
+        self, session_id: str, paths: list[str], *, at: str = "", max_bytes: int = 0,
+    ) -> pb.ReadFilesResponse:
+        """Many whole files of one state in one request (`POST …/fs:read`), all
+        read from one consistent view. One entry per path, in order: `data`,
+        `hash`, `size` and `mode`; or `error` (an ErrorDetail: not_found,
+        failed_precondition for a directory or a symlink, ...); or `truncated`
+        (no data: the answer was full, ask again for it; a file over the
+        daemon's limit always is, read it with `read_file` in ranges).
+        `max_bytes`: stop adding content once the answer holds that much
+        (0 = the daemon's limit, which also caps it)."""
+        body: dict[str, Any] = {"paths": list(paths)}
+        if at:
+            body["at"] = at
+        if max_bytes:
+            body["maxBytes"] = str(max_bytes)  # uint64: a string in proto3 JSON
+        return self._call(Call("POST", f"{session_url(session_id)}/fs:read", json=body,
+                               response="ReadFilesResponse"))
+
     def stream_file(
         self, session_id: str, path: str, *, offset: int = 0, length: int = 0, at: str = "",
     ) -> Any:

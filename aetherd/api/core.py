@@ -17,7 +17,13 @@ from aether.errors import AetherError, InvalidArgument, PermissionDenied
 from aetherd.api import convert
 from aetherd.auth.guard import visible_sessions
 from aetherd.auth.principal import acting_name, current
-from aetherd.services.files import BATCH_KINDS, Files, check_batch_size
+from aetherd.services.files import (
+    BATCH_KINDS,
+    FileRead,
+    Files,
+    check_batch_size,
+    check_read_batch_size,
+)
 from aetherd.services.persistence import Persistence
 from aetherd.services.sessions import NewSession, Sessions
 
@@ -140,6 +146,12 @@ class FilesApi(pb.FileServiceBase):
                                        message.offset, message.length, message.at)
         return pb.ReadFileResponse(data=data, hash=h, size=size)
 
+    async def read_files(self, message: pb.ReadFilesRequest) -> pb.ReadFilesResponse:
+        check_read_batch_size(len(message.paths))
+        got = await self.run(self.f.read_many, message.session_id, message.paths, message.at,
+                             message.max_bytes)
+        return pb.ReadFilesResponse(files=[_read_entry(r) for r in got])
+
     async def write_file(self, message: pb.WriteFileRequest) -> pb.FileInfo:
         path, e = await self.run(
             self.f.write, message.session_id, message.path, message.data,
@@ -202,6 +214,15 @@ class FilesApi(pb.FileServiceBase):
         return pb.ApplyResponse(results=[
             pb.FsOpResult(error=convert.error_detail(r)) if isinstance(r, AetherError)
             else pb.FsOpResult(info=convert.file_info(*r)) for r in results])
+
+
+def _read_entry(r: FileRead) -> pb.ReadFilesEntry:
+    if r.error is not None:
+        return pb.ReadFilesEntry(path=r.path, error=convert.error_detail(r.error))
+    e = r.entry
+    assert e is not None
+    return pb.ReadFilesEntry(path=r.path, data=r.data, hash=e.hash, size=e.size, mode=e.mode,
+                             truncated=r.truncated)
 
 
 def _fs_op(index: int, op: pb.FsOp) -> tuple[str, dict]:

@@ -81,6 +81,7 @@ RULES: dict[str, Rule] = {
     "sessions.get_tombstone": Rule(ADMIN),
     # files
     "files.read_file": _read(),
+    "files.read_files": _read(),  # as read_file: a commit in `at` needs a reader of its session
     "files.stat": _read(),
     "files.list_tree": _read(),
     "files.get_manifest": _read(),

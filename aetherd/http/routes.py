@@ -92,6 +92,10 @@ ROUTES: tuple[Route, ...] = (
           summary="Make a symlink."),
     Route("POST", S + "/fs:copy", "files", "copy", body="json",
           summary="Copy a file or directory (O(1) for unchanged subtrees)."),
+    Route("POST", S + "/fs:read", "files", "read_files", body="json",
+          summary="Read many whole files of one state in one request, from one consistent "
+          "view: one entry per path (data, hash, size, mode; or a per-path error; or "
+          "truncated when the answer is full)."),
     Route("POST", S + "/fs:apply", "files", "apply", body="json",
           summary="Apply many changes (write, delete, mkdir, rmdir, rename, symlink) in "
           "order, in one transaction: one result per op, or all or nothing (atomic)."),

@@ -99,6 +99,59 @@ class Files:
         data = self.objects.read(e.hash, offset, length or None)
         return data, e.hash, e.size
 
+    def read_many(self, session_id: str, asked: Sequence[str], at: str = "",
+                  max_bytes: int = 0) -> list[FileRead]:
+        """Whole files of one state, one result per asked path, in order.
+
+        Every path is looked up in one read transaction, so the answer never
+        mixes two versions of the session. A path that cannot be read (bad,
+        missing, a directory, a symlink, damaged content) gets its error as
+        its result; the others are still read. Content is added until the
+        answer holds the byte budget: min(max_bytes or the daemon's limit,
+        max_batch_read_bytes). A file always goes in while the answer holds
+        no data yet and the file alone fits max_batch_read_bytes, so each
+        answer makes progress; after the first file that does not fit, every
+        later file is `truncated` (its entry, without data). A file over
+        max_batch_read_bytes is truncated on its own and does not end the
+        answer: it never fits, the client reads it in ranges.
+
+        Costs O(paths + bytes returned): a lookup per path (O(depth)) and a
+        read of the chunks of the files included (each checked against its
+        hash by the blob store).
+        """
+        check_read_batch_size(len(asked))
+        most = limits().max_batch_read_bytes
+        budget = min(max_bytes, most) if max_bytes else most
+        out: list[FileRead] = []
+        used, full = 0, False
+        with self.db.read():  # one snapshot: the session row, its overlay, the trees
+            _, ws, _ = self.view(session_id, at)
+            for raw in asked:
+                path = raw
+                try:
+                    path = paths.normalize(raw, allow_root=False)
+                    e = self._existing(ws, path)
+                    if e.kind == DIR:
+                        raise FailedPrecondition(f"is a directory: {path!r}", path=path)
+                    if e.kind == SYMLINK:
+                        raise FailedPrecondition(
+                            f"is a symlink: {path!r} (a batch read does not follow or "
+                            "return symlinks; stat or a single read gives the target)",
+                            path=path)
+                    if e.size > most or full or (used and used + e.size > budget):
+                        full = full or e.size <= most
+                        out.append(FileRead(path, e, truncated=True))
+                        continue
+                    data = self.objects.read(e.hash) if e.size else b""
+                except AetherError as exc:
+                    if exc.code == "internal" and not exc.expose:
+                        raise  # a fault of the daemon, not of the path: the request fails
+                    out.append(FileRead(path, error=exc))
+                    continue
+                used += len(data)
+                out.append(FileRead(path, e, data))
+        return out
+
     def list_tree(self, session_id: str, path: str, depth: int, at: str, page_size: int,
                   page_token: str) -> tuple[list[tuple[str, Entry]], str]:
         path = paths.normalize(path)
@@ -503,6 +556,26 @@ class Files:
 
 
 BATCH_KINDS = ("write", "delete", "mkdir", "rmdir", "rename", "symlink")
+
+
+@dataclasses.dataclass
+class FileRead:
+    """One result of `Files.read_many`: the file's entry and whole content,
+    its entry alone (`truncated`: no room left in the answer, or the file alone
+    is over max_batch_read_bytes), or an error."""
+
+    path: str
+    entry: Entry | None = None
+    data: bytes = b""
+    error: AetherError | None = None
+    truncated: bool = False
+
+
+def check_read_batch_size(count: int) -> None:
+    most = limits().max_batch_read_paths
+    if count > most:
+        raise InvalidArgument(f"{count} paths in one batch read, the limit is {most}",
+                              count=count, limit=most, setting="max_batch_read_paths")
 
 
 def check_batch_size(count: int) -> None:

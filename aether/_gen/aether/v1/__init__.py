@@ -117,6 +117,9 @@ __all__ = (
     "ReadBusResponse",
     "ReadFileRequest",
     "ReadFileResponse",
+    "ReadFilesEntry",
+    "ReadFilesRequest",
+    "ReadFilesResponse",
     "RenameRequest",
     "RequestApprovalRequest",
     "RestoreSessionRequest",
@@ -2054,6 +2057,86 @@ class ReadFileResponse(betterproto2.Message):
 
 
 default_message_pool.register_message("aether.v1", "ReadFileResponse", ReadFileResponse)
+
+
+@dataclass(eq=False, repr=False)
+class ReadFilesEntry(betterproto2.Message):
+    path: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    As asked (normalized).
+    """
+
+    data: "bytes" = betterproto2.field(2, betterproto2.TYPE_BYTES)
+    """
+    The whole content (unless error or truncated).
+    """
+
+    hash: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    """
+    BLAKE3 of the content (the ETag of a single read); also set when truncated.
+    """
+
+    size: "int" = betterproto2.field(4, betterproto2.TYPE_UINT64)
+    """
+    Also set when truncated.
+    """
+
+    mode: "int" = betterproto2.field(5, betterproto2.TYPE_UINT32)
+    """
+    Permission bits; also set when truncated.
+    """
+
+    error: "ErrorDetail | None" = betterproto2.field(6, betterproto2.TYPE_MESSAGE, optional=True)
+    """
+    Per path: invalid_argument, not_found, failed_precondition for a directory
+    or a symlink, ... (code/message/status/details as in an error response).
+    """
+
+    truncated: "bool" = betterproto2.field(7, betterproto2.TYPE_BOOL)
+    """
+    Left out: the answer was full (ask again for it), or the file alone is
+    over the daemon's limit (read it with ReadFile, in ranges).
+    """
+
+
+default_message_pool.register_message("aether.v1", "ReadFilesEntry", ReadFilesEntry)
+
+
+@dataclass(eq=False, repr=False)
+class ReadFilesRequest(betterproto2.Message):
+    """
+    Many whole files of one state in one request, all from one consistent view
+    of that state (see docs/api.md, "Many files in one request: fs:read").
+    """
+
+    session_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    paths: "list[str]" = betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True)
+
+    at: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    """
+    State to use: "" (working), "base", a checkpoint id (ckp_...) or a commit id (cmt_...).
+    """
+
+    max_bytes: "int" = betterproto2.field(4, betterproto2.TYPE_UINT64)
+    """
+    Stop adding file contents once the answer holds this many bytes of data
+    (0 = the daemon's limit). Files after that come back with `truncated` set and no data.
+    """
+
+
+default_message_pool.register_message("aether.v1", "ReadFilesRequest", ReadFilesRequest)
+
+
+@dataclass(eq=False, repr=False)
+class ReadFilesResponse(betterproto2.Message):
+    files: "list[ReadFilesEntry]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+    """
+    One per path, in order.
+    """
+
+
+default_message_pool.register_message("aether.v1", "ReadFilesResponse", ReadFilesResponse)
 
 
 @dataclass(eq=False, repr=False)

@@ -608,6 +608,24 @@ class FileServiceStub(betterproto2_grpclib.ServiceStub):
             metadata=metadata,
         )
 
+    async def read_files(
+        self,
+        message: "ReadFilesRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "ReadFilesResponse":
+
+        return await self._unary_unary(
+            "/aether.v1.FileService/ReadFiles",
+            message,
+            ReadFilesResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
 
 class IdentityServiceStub(betterproto2_grpclib.ServiceStub):
     """
@@ -1752,6 +1770,10 @@ class FileServiceBase(betterproto2_grpclib.ServiceBase):
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
+    async def read_files(self, message: "ReadFilesRequest") -> "ReadFilesResponse":
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
     async def __rpc_list_tree(
         self, stream: "grpclib.server.Stream[ListTreeRequest, ListTreeResponse]"
     ) -> None:
@@ -1844,6 +1866,14 @@ class FileServiceBase(betterproto2_grpclib.ServiceBase):
         response = await self.apply(request)
         await stream.send_message(response)
 
+    async def __rpc_read_files(
+        self, stream: "grpclib.server.Stream[ReadFilesRequest, ReadFilesResponse]"
+    ) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        response = await self.read_files(request)
+        await stream.send_message(response)
+
     def __mapping__(self) -> "dict[str, grpclib.const.Handler]":
         return {
             "/aether.v1.FileService/ListTree": grpclib.const.Handler(
@@ -1929,6 +1959,12 @@ class FileServiceBase(betterproto2_grpclib.ServiceBase):
                 grpclib.const.Cardinality.UNARY_UNARY,
                 ApplyRequest,
                 ApplyResponse,
+            ),
+            "/aether.v1.FileService/ReadFiles": grpclib.const.Handler(
+                self.__rpc_read_files,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                ReadFilesRequest,
+                ReadFilesResponse,
             ),
         }
 
