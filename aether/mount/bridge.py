@@ -17,6 +17,7 @@ programs using the mount. Anything else fails the one operation with an errno.
 
 from __future__ import annotations
 
+import base64
 import errno
 import json
 import logging
@@ -209,6 +210,20 @@ class Bridge:
             token = page.next_page_token
             if not token:
                 return out
+
+    async def read_files(self, paths: list[str]) -> list[tuple[str, bytes, str]]:
+        """Many small files in one request (`fs:read`, one consistent view):
+        (path, content, hash) of each that came back whole; failed and
+        left-out ones are missing (the caller reads those by themselves)."""
+        got = await self._run(self.json.read_files, self.session_id, paths, at=self.at,
+                              read=True)
+        out = []
+        for f in got.get("files") or []:
+            if f.get("error") or f.get("truncated"):
+                continue
+            out.append((str(f.get("path", "")), base64.b64decode(f.get("data") or ""),
+                        str(f.get("hash") or "")))
+        return out
 
     async def stat(self, path: str) -> pb.FileInfo:
         return await self._run(self.client.stat, self.session_id, path, at=self.at, read=True)

@@ -142,6 +142,10 @@ class BlobCache:
         self.misses += 1
         return None
 
+    def has(self, content_hash: str) -> bool:
+        """Is this content cached? (A look only: no hit or miss is counted.)"""
+        return self.path(content_hash).exists()
+
     def new_tmp(self) -> tuple[int, str]:
         """A file to download into: (fd, path)."""
         return tempfile.mkstemp(dir=self.tmp, prefix="dl-")

@@ -42,6 +42,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import blake3
 import trio
 
 from aether.mount.bridge import (
@@ -64,6 +65,11 @@ log = logging.getLogger("aether.mount.files")
 # environment override lets tests reach this path with small files.)
 RANGE_WRITE_MIN_SIZE = int(os.environ.get("AETHER_MOUNT_RANGE_WRITE_MIN") or 4 << 20)
 INLINE_READ_MAX = 256 << 10
+# Prefetch: a small file read for the first time brings its small uncached
+# siblings along, this many at most (`_prefetch`).
+PREFETCH_FILE_MAX = 256 << 10
+PREFETCH_FILES = 256
+PREFETCH_BYTES = 8 << 20
 # Uploads too large for one request go to a hidden name first (see the module doc).
 TEMP_MARK = ".aether-upload-"
 
@@ -208,6 +214,8 @@ class Files:
                 done.set()
 
     async def _fetch(self, node: Node) -> None:
+        if node.size <= PREFETCH_FILE_MAX and await self._prefetch(node):
+            return
         if self.journal is not None:
             # a rename on its way changes what the path names
             await self.journal.settle(self.table.path(node))
@@ -228,6 +236,71 @@ class Files:
             node.size = size
             if self.notifier is not None:
                 self.notifier.inode(node.ino, attr_only=True)
+
+    async def _prefetch(self, node: Node) -> bool:
+        """Fetch a small file together with its small uncached siblings, in one
+        request (`fs:read`): programs that read one file of a directory (git
+        status, compilers, test runners) usually read the others next. True
+        when the node's content is in the cache afterwards."""
+        parent = node.parent
+        if parent is None or parent.children is None or node.unlinked:
+            return False
+        batch = [node]
+        size = node.size
+        for c in parent.children.values():
+            if len(batch) >= PREFETCH_FILES or size >= PREFETCH_BYTES:
+                break
+            if c is node or c.kind != FILE or c.dirty or not c.remote or c.ino in self._fetching:
+                continue
+            if not c.hash or c.hash == EMPTY_HASH or c.size > PREFETCH_FILE_MAX \
+                    or self.cache.has(c.hash):
+                continue
+            batch.append(c)
+            size += c.size
+        if len(batch) < 2:
+            return False  # a single file: the ranged single read is as good
+        waiting = {}
+        for c in batch[1:]:
+            waiting[c.ino] = self._fetching[c.ino] = trio.Event()
+        try:
+            if self.journal is not None:
+                await self.journal.settle(self.table.path(parent))
+            paths = [self.table.path(c) for c in batch]
+            got = await self.bridge.read_files(paths)
+            written = await trio.to_thread.run_sync(self._write_tmps, got)
+            fetched = {}
+            for path, tmp, content_hash, length in written:
+                self.cache.insert(tmp, content_hash)
+                fetched[path] = (content_hash, length)
+        finally:
+            for ino, done in waiting.items():
+                del self._fetching[ino]
+                done.set()
+        answer = fetched.get(paths[0])
+        if answer is None:
+            return False  # failed or left out: the single read says why
+        content_hash, length = answer
+        if content_hash != node.hash and not node.dirty:
+            node.hash, node.size = content_hash, length  # changed since listed
+            if self.notifier is not None:
+                self.notifier.inode(node.ino, attr_only=True)
+        return True
+
+    def _write_tmps(self, files: list[tuple[str, bytes, str]]) -> list[tuple[str, str, str, int]]:
+        """Write fetched contents to cache temporaries, each checked against its
+        hash (off the trio thread); (path, temporary, hash, size) of each."""
+        out = []
+        for path, data, content_hash in files:
+            if blake3.blake3(data).hexdigest() != content_hash:
+                log.warning("%s: content does not match its hash; not cached", path)
+                continue
+            fd, tmp = self.cache.new_tmp()
+            try:
+                _write_all(fd, data)
+            finally:
+                os.close(fd)
+            out.append((path, tmp, content_hash, len(data)))
+        return out
 
     # ---- staging
 
@@ -811,3 +884,9 @@ def _pread_all(fd: int, length: int, offset: int) -> bytes:
             break
         out += piece
     return bytes(out)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]

@@ -164,3 +164,20 @@ def test_mount_errors_are_one_line(mounts, tmp_path):
     assert r.returncode == 3 and "not mounted" in r.stderr
     r = run_aether(mounts.env, "mount", "ses_x", str(tmp_path / "missing"), check=False)
     assert r.returncode == 3 and "not a directory" in r.stderr
+
+
+def test_reading_a_directory_of_small_files_takes_few_requests(mnt, module_mounts):
+    """The first read of a small file brings its small uncached siblings along
+    (one fs:read of up to 256 files): reading all 1,500 files of `many` costs a
+    few batch reads, not 1,500 downloads, and every content is right."""
+    def requests() -> tuple[int, int]:
+        lines = module_mounts.log(mnt).splitlines()
+        return (sum("fs:read " in line for line in lines),
+                sum("GET" in line and "/files/many/" in line for line in lines))
+
+    batches0, singles0 = requests()
+    for i in range(1500):
+        assert (mnt / "many" / f"f{i:04d}").read_text() == str(i)
+    batches, singles = requests()
+    assert 1 <= batches - batches0 <= 1500 // 256 + 2, (batches0, batches)
+    assert singles - singles0 <= 2, (singles0, singles)
