@@ -43,9 +43,11 @@ from aether.mount.journal import Journal
 log = logging.getLogger("aether.mount.ops")
 
 # Kernel caching of names and attributes. Coherence invalidates both when the
-# session changes elsewhere, so these bound staleness only if an event is lost.
-ENTRY_TIMEOUT = 1.0
-ATTR_TIMEOUT = 1.0
+# session changes elsewhere (events are replayed from the cursor after a
+# disconnect), so these only bound staleness if an invalidation is lost. Long
+# enough that a build's or git's repeated stats stay in the kernel.
+ENTRY_TIMEOUT = 10.0
+ATTR_TIMEOUT = 10.0
 # A checkpoint or commit (--at) never changes: the kernel may keep it all.
 FIXED_STATE_TIMEOUT = 3600.0
 BLKSIZE = 128 * 1024  # what stat() tells programs to use as a buffer size
