@@ -91,6 +91,9 @@ class Node:
     _order_cookies: list[int] = field(default_factory=list, repr=False)
     _order_names: list[str] = field(default_factory=list, repr=False)
     _next_cookie: int = 0
+    # How many children are directories (st_nlink), kept by attach/detach:
+    # getattr of a directory must not count 10,000 children each time.
+    _subdirs: int = 0
     _lock: Any = field(default=None, repr=False)
 
     @property
@@ -126,7 +129,7 @@ class Node:
                 yield child
 
     def subdirs(self) -> int:
-        return sum(1 for c in (self.children or {}).values() if c.kind == DIR)
+        return self._subdirs
 
 
 def now_ns() -> int:
@@ -184,6 +187,8 @@ class InodeTable:
         parent._next_cookie += 1
         node.cookie = parent._next_cookie
         parent.children[name] = node
+        if node.kind == DIR:
+            parent._subdirs += 1
         parent._order_cookies.append(node.cookie)
         parent._order_names.append(name)
         parent.dir_gen += 1
@@ -194,6 +199,8 @@ class InodeTable:
         if parent is not None and parent.children is not None \
                 and parent.children.get(node.name) is node:
             del parent.children[node.name]
+            if node.kind == DIR:
+                parent._subdirs -= 1
             parent.dir_gen += 1
             if len(parent._order_cookies) > 64 and \
                     len(parent._order_cookies) > 2 * len(parent.children):

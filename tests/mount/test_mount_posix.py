@@ -196,6 +196,12 @@ def test_mkdir_rmdir(sdk, session, mnt, d):
     assert settled(sdk, mnt).stat(session, rel(mnt, d / "a" / "b" / "c")).kind.name == "DIRECTORY"
     with pytest.raises(FileExistsError):
         os.mkdir(d / "a")
+    os.mkdir(d / "a" / "b2")
+    (d / "a" / "file").write_text("not a directory")
+    assert os.stat(d / "a").st_nlink == 4  # ., .. and one per subdirectory, as on ext4
+    os.rmdir(d / "a" / "b2")
+    os.unlink(d / "a" / "file")
+    assert os.stat(d / "a").st_nlink == 3
     with pytest.raises(OSError) as e:
         os.rmdir(d / "a")
     assert e.value.errno == errno.ENOTEMPTY
