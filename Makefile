@@ -59,6 +59,7 @@ bench: setup
 	$(BIN)/python bench/cli.py
 	$(BIN)/python bench/apply.py
 	$(BIN)/python bench/read.py
+	$(BIN)/python bench/chunks.py
 	$(BIN)/python bench/mount.py
 	$(BIN)/python bench/tui.py
 	$(BIN)/python bench/load.py

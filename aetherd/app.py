@@ -57,7 +57,7 @@ def open_daemon(config: Config) -> Daemon:
     sessions = Sessions(store, config.import_roots,
                         host_paths_allowed=bool(config.import_roots) or not config.has_tcp_listener,
                         tombstones=tombstones)
-    files = Files(store, sessions)
+    files = Files(store, sessions, chunk_queries=config.chunk_queries)
     persistence = Persistence(store, sessions)
     tokens = Tokens(store)
     api = Api(

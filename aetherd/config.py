@@ -49,6 +49,9 @@ class Limits:
     # cut, the rest comes back `truncated` for the client to ask again.
     max_batch_read_paths: int = 10_000
     max_batch_read_bytes: int = 64 << 20
+    # Hashes one MissingChunks request may ask about (64 hex digits each, and
+    # the present ones get their age refreshed in one blob store transaction).
+    max_chunk_query: int = 100_000
 
 
 # Above these the daemon's own recursion (tree walks, symlink resolution) could
@@ -115,6 +118,12 @@ class Config:
     max_batch_ops: int = _DEFAULT_LIMITS.max_batch_ops
     max_batch_read_paths: int = _DEFAULT_LIMITS.max_batch_read_paths
     max_batch_read_bytes: int = _DEFAULT_LIMITS.max_batch_read_bytes
+    max_chunk_query: int = _DEFAULT_LIMITS.max_chunk_query
+    # Answer MissingChunks truthfully (content-addressed uploads skip the
+    # chunks the daemon holds). False: every hash is reported missing, so a
+    # writer cannot learn whether any session holds a given chunk, at the cost
+    # of uploading every chunk (docs/access.md).
+    chunk_queries: bool = True
 
     def __post_init__(self) -> None:
         for f in fields(Limits):
@@ -124,6 +133,8 @@ class Config:
             ceiling = _CEILINGS.get(f.name)
             if ceiling is not None and value > ceiling:
                 raise ValueError(f"{f.name} must be at most {ceiling}, not {value}")
+        if type(self.chunk_queries) is not bool:
+            raise ValueError(f"chunk_queries must be true or false, not {self.chunk_queries!r}")
         if self.max_name_bytes > self.max_path_bytes:
             raise ValueError("max_name_bytes must not exceed max_path_bytes")
 

@@ -66,15 +66,21 @@ def _implemented() -> set[tuple[str, str]]:
             daemon.close()
 
 
+# Fields of a request message a route refuses: a write by chunks is a write op
+# of fs:apply (or gRPC WriteFile), never the raw PUT.
+_NOT_ON_ROUTE = {("files", "write_file"): {"chunks"}}
+
+
 def _fields(route, request) -> str:
     """Request fields a client sets besides the path parameters (proto names)."""
     from aetherd.http.proto_json import fields_of, proto_name
     from aetherd.http.query import singular
 
     path_params = set(re.findall(r"\{([a-z_]+)\}", route.path))
+    refused = _NOT_ON_ROUTE.get((route.service, route.rpc), set())
     out = []
     for name in fields_of(request):
-        if name in path_params or name == route.raw_field:
+        if name in path_params or name == route.raw_field or name in refused:
             continue
         shown = f"`{proto_name(name)}`"
         if name in route.map_query:

@@ -36,6 +36,9 @@ RPC_COMMANDS: dict[tuple[str, str], str] = {
     ("files", "get_manifest"): "fs manifest",
     ("files", "list_changes"): "fs changes",
     ("files", "apply"): "fs apply",
+    # `fs put --chunked`: asks which chunks are missing, uploads those, writes by chunks.
+    ("files", "missing_chunks"): "fs put",
+    ("files", "put_chunks"): "fs put",
     ("persistence", "create_checkpoint"): "checkpoint create",
     ("persistence", "list_checkpoints"): "checkpoint ls",
     ("persistence", "get_checkpoint"): "checkpoint show",

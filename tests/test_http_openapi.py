@@ -694,6 +694,31 @@ async def _apply(w: World) -> Any:
     return applied
 
 
+@effect("files", "put_chunks")
+async def _put_chunks(w: World) -> Any:
+    data = bytes(range(256)) * (CHUNK_SIZE // 256) + b"tail"
+    put = await w.json("POST", "/chunks", data=data,
+                       headers={"Content-Type": "application/octet-stream"})
+    want = [blake3.blake3(data[:CHUNK_SIZE]).hexdigest(),
+            blake3.blake3(data[CHUNK_SIZE:]).hexdigest()]
+    assert put["hashes"] == want
+    # Nothing names them yet; a write by chunks makes them a file.
+    applied = await w.json("POST", "/fs:apply", json={"ops": [
+        {"write": {"path": "chunked.bin", "chunks": want}}], "atomic": True})
+    assert applied["results"][0]["info"]["hash"] == blake3.blake3(data).hexdigest()
+    assert await w.read("chunked.bin") == (200, data)
+    return put
+
+
+@effect("files", "missing_chunks")
+async def _missing_chunks(w: World) -> Any:
+    held = blake3.blake3(b"top\n").hexdigest()  # top.txt's one chunk
+    absent = blake3.blake3(b"no such content").hexdigest()
+    got = await w.json("POST", "/chunks:missing", json={"hashes": [absent, held, absent]})
+    assert got == {"missing": [absent]}
+    return got
+
+
 @effect("persistence", "create_checkpoint")
 async def _create_checkpoint(w: World) -> Any:
     made = await w.json("POST", "/checkpoints", 201, json={"message": "two", "labels": {"a": "b"}})

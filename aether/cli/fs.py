@@ -257,6 +257,11 @@ def put(
         "--offset", min=0, metavar="N",
         help="Write the bytes at byte N inside the file (extending it if needed) instead "
         "of replacing it; at most 8 MB at a time.", show_default=False)] = None,
+    chunked: Annotated[bool, typer.Option(
+        "--chunked", help="Upload only the 1 MiB chunks the daemon lacks (hashed here "
+        "first), then write the file as its list of chunks: re-uploading a large file "
+        "after a small edit moves only the changed chunks. Prints the bytes uploaded "
+        "and skipped.")] = False,
     json_: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -268,8 +273,14 @@ def put(
     if offset is not None and mode:
         raise typer.BadParameter("--mode goes with a whole-file write, not --offset",
                                  param_hint="'--mode'")
+    if offset is not None and chunked:
+        raise typer.BadParameter("--chunked writes the whole file, not a range at --offset",
+                                 param_hint="'--chunked'")
     out = output(ctx, json_, quiet)
     c = client(ctx)
+    if chunked:
+        _put_chunked(out, c, session, path, file, if_match, mode_bits)
+        return
     if offset is not None:
         data = read_input(file, "content", out, LARGE_UPLOAD + 1)
         if len(data) > LARGE_UPLOAD:
@@ -286,6 +297,26 @@ def put(
         with open(file, "rb") as fh:
             f = _upload(out, c, session, path, fh, if_match, mode_bits)
     out.done(f"Wrote {f.path} ({fmt.size(f.size)}, {fmt.short(f.hash)}).", f, f.hash)
+
+
+def _put_chunked(out: fmt.Output, c: Any, session: str, path: str, file: str, if_match: str,
+                 mode: int) -> None:
+    from aether.client import ChunkedUpload
+
+    report = ChunkedUpload()
+    if file == "-":
+        stdin_hint(out, "content")
+        f = c.write_file_chunked(session, path, sys.stdin.buffer, if_match=if_match, mode=mode,
+                                 report=report)
+    else:
+        with open(file, "rb") as fh:
+            f = c.write_file_chunked(session, path, fh, if_match=if_match, mode=mode,
+                                     report=report)
+    out.done(f"Wrote {f.path} ({fmt.size(f.size)}, {fmt.short(f.hash)}): uploaded "
+             f"{report.uploaded_bytes} B in {report.put_requests} request"
+             f"{'s' if report.put_requests != 1 else ''}, skipped {report.skipped_bytes} B "
+             f"the daemon already held ({report.chunks} chunk"
+             f"{'s' if report.chunks != 1 else ''}).", f, f.hash)
 
 
 # Content up to this size is sent in one piece; bigger content is streamed (never

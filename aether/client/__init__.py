@@ -32,6 +32,8 @@ from aether.client.connect import Target, aconnect, connect, ensure_local_daemon
 # one (and so the CLI's start-up) does without.
 _LAZY = {
     "Operations": "aether.client._base",
+    "ChunkedUpload": "aether.client._base",
+    "chunk_hashes": "aether.client._base",
     "AsyncByteStream": "aether.client._async",
     "AsyncClient": "aether.client._async",
     "AsyncFollowStream": "aether.client._async",
@@ -42,7 +44,7 @@ _LAZY = {
 
 if TYPE_CHECKING:
     from aether.client._async import AsyncByteStream, AsyncClient, AsyncFollowStream
-    from aether.client._base import Operations
+    from aether.client._base import ChunkedUpload, Operations, chunk_hashes
     from aether.client._client import ByteStream, Client, FollowStream
 
 
@@ -66,9 +68,11 @@ __all__ = [
     "ByteStream",
     "FollowStream",
     "AsyncFollowStream",
+    "ChunkedUpload",
     "Operations",
     "Target",
     "aconnect",
+    "chunk_hashes",
     "connect",
     "ensure_local_daemon",
     "resolve",

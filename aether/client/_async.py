@@ -15,6 +15,7 @@ import httpx
 from aether.client._base import (
     Call,
     Operations,
+    Steps,
     araise_for_error,
     json_body,
     transport_error,
@@ -29,6 +30,7 @@ from aether.client._client import (
     describe,
 )
 from aether.client.wire import Timeouts
+from aether.errors import AetherError
 
 
 def _request_kwargs(call: Call) -> dict[str, Any]:
@@ -145,6 +147,19 @@ class AsyncClient(Operations):
 
     def _follow(self, call: Call) -> AsyncFollowStream:
         return AsyncFollowStream(self, call)
+
+    async def _run_steps(self, steps: Steps) -> Any:
+        try:
+            call = next(steps)
+            while True:
+                try:
+                    got = await self._call(call)
+                except AetherError as exc:
+                    call = steps.throw(exc)
+                else:
+                    call = steps.send(got)
+        except StopIteration as done:
+            return done.value
 
     async def _download(
         self, call: Call, file: BinaryIO, progress: Callable[[int, int | None], None] | None,

@@ -13,7 +13,7 @@ and response bodies are the proto3 JSON mapping of the `aether.pb` messages.
 from __future__ import annotations
 
 import json as _json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 from urllib.parse import quote
@@ -292,6 +292,144 @@ def _dict(msg: Any) -> dict[str, Any]:
     return msg.to_dict()
 
 
+# ---- writes by chunks (Operations.write_file_chunked)
+
+# The daemon cuts content into chunks of this size (aetherd.store.objects.CHUNK_SIZE);
+# a chunk's hash is the BLAKE3 (hex) of its bytes.
+CHUNK_SIZE = 1 << 20
+# Chunk bytes sent per PutChunks request, and hashes asked per MissingChunks one.
+PUT_CHUNKS_BYTES = 64 << 20
+MISSING_QUERY = 10_000
+Steps = Generator["Call", Any, Any]
+
+
+@dataclass
+class ChunkedUpload:
+    """What a `write_file_chunked` moved: `size` bytes in `chunks` chunks, of
+    which `uploaded_bytes` were sent (in `put_requests` requests) and
+    `skipped_bytes` the daemon already held."""
+
+    size: int = 0
+    chunks: int = 0
+    uploaded_bytes: int = 0
+    skipped_bytes: int = 0
+    put_requests: int = 0
+
+
+def chunk_hashes(data: bytes | memoryview) -> list[str]:
+    """The daemon's chunk hashes of some content: BLAKE3 hex of each 1 MiB piece."""
+    import blake3
+
+    view = memoryview(data)
+    return [blake3.blake3(view[i : i + CHUNK_SIZE]).hexdigest()
+            for i in range(0, len(view), CHUNK_SIZE)]
+
+
+def _field(reply: Any, name: str) -> Any:
+    """A field of a reply, whether a message or its proto3 JSON (`as_json`)."""
+    return reply.get(name, []) if isinstance(reply, dict) else getattr(reply, name)
+
+
+class _Content:
+    """The content of a chunked write: bytes, or a file read chunk by chunk
+    (seekable: read again for the missing chunks; else read whole first)."""
+
+    def __init__(self, source: bytes | BinaryIO) -> None:
+        self.file: BinaryIO | None = None
+        self.data = b""
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            self.data = bytes(source)
+        elif getattr(source, "seekable", lambda: False)():
+            self.file, self.start = source, source.tell()
+        else:
+            self.data = source.read()
+
+    def hashes(self) -> tuple[list[str], int]:
+        """(chunk hashes, size)."""
+        import blake3
+
+        if self.file is None:
+            return chunk_hashes(self.data), len(self.data)
+        self.file.seek(self.start)
+        out, size = [], 0
+        while piece := self._read(CHUNK_SIZE):
+            out.append(blake3.blake3(piece).hexdigest())
+            size += len(piece)
+            if len(piece) < CHUNK_SIZE:
+                break
+        return out, size
+
+    def read(self, first: int, count: int) -> bytes:
+        """Chunks first..first+count-1."""
+        if self.file is None:
+            return self.data[first * CHUNK_SIZE : (first + count) * CHUNK_SIZE]
+        self.file.seek(self.start + first * CHUNK_SIZE)
+        return self._read(count * CHUNK_SIZE)
+
+    def _read(self, n: int) -> bytes:
+        """`n` bytes, fewer only at the end of the file (a raw file may return less)."""
+        assert self.file is not None
+        got = self.file.read(n)
+        if len(got) in (0, n):
+            return got
+        parts = [got]
+        while (have := sum(map(len, parts))) < n and (more := self.file.read(n - have)):
+            parts.append(more)
+        return b"".join(parts)
+
+
+def _chunked_steps(ops: Operations, session_id: str, path: str, source: bytes | BinaryIO,
+                   if_match: str, mode: int, create_parents: bool,
+                   report: ChunkedUpload) -> Steps:
+    content = _Content(source)
+    hashes, report.size = content.hashes()
+    report.chunks = len(hashes)
+    write: dict[str, Any] = {"path": path, "chunks": hashes, "createParents": create_parents}
+    if if_match:
+        write["ifMatch"] = if_match
+    if mode:
+        write["mode"] = mode
+    body = {"ops": [{"write": write}], "atomic": True}
+    for attempt in range(3):
+        unique = list(dict.fromkeys(hashes))
+        missing: set[str] = set()
+        for i in range(0, len(unique), MISSING_QUERY):
+            reply = yield ops._missing_call(session_id, unique[i : i + MISSING_QUERY])
+            missing.update(_field(reply, "missing"))
+        # Runs of consecutive chunks to send, each chunk once, up to 64 MiB a request.
+        runs: list[tuple[int, int]] = []
+        for i, h in enumerate(hashes):
+            if h not in missing:
+                continue
+            missing.discard(h)
+            if runs and runs[-1][0] + runs[-1][1] == i and (runs[-1][1] + 1) * CHUNK_SIZE <= \
+                    PUT_CHUNKS_BYTES:
+                runs[-1] = (runs[-1][0], runs[-1][1] + 1)
+            else:
+                runs.append((i, 1))
+        for first, count in runs:
+            data = content.read(first, count)
+            reply = yield ops._put_call(session_id, data)
+            got = list(_field(reply, "hashes"))
+            if got != hashes[first : first + count]:
+                raise from_code("failed_precondition", f"{path!r}: the content changed "
+                                "while it was uploaded (its chunks hash differently now)")
+            report.put_requests += 1
+            report.uploaded_bytes += len(data)
+        try:
+            reply = yield Call("POST", f"{session_url(session_id)}/fs:apply", json=body,
+                               response="ApplyResponse")
+        except AetherError as exc:
+            if exc.code != "failed_precondition" or "missing_chunk" not in exc.details \
+                    or attempt == 2:
+                raise
+            continue  # gc freed a chunk in between: ask again, upload what is missing
+        report.skipped_bytes = max(0, report.size - report.uploaded_bytes)
+        return _field(reply, "results")[0]["info"] if isinstance(reply, dict) \
+            else reply.results[0].info
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 # ---- the operations
 
 
@@ -322,6 +460,12 @@ class Operations:
     def _cursor_pages(self, make: Callable[[int], Call], after: int, items: str) -> Any:
         """Like `_paginate`, for logs read "after a cursor" (bus, events)."""
         raise NotImplementedError  # pragma: no cover
+
+    def _run_steps(self, steps: Steps) -> Any:  # pragma: no cover - abstract
+        """Run an operation of several requests: send each Call `steps` yields,
+        send its result back in (or throw its AetherError in); the generator's
+        return value is the result."""
+        raise NotImplementedError
 
     def _follow(self, call: Call) -> Any:  # pragma: no cover
         """A live follow (server-sent events) yielding `call.response` messages."""
@@ -678,6 +822,45 @@ class Operations:
             body = _dict(pb.ApplyRequest(ops=ops, atomic=atomic))
         return self._call(Call("POST", f"{session_url(session_id)}/fs:apply", json=body,
                                response="ApplyResponse"))
+
+    # -- large files: upload only the chunks the daemon lacks
+
+    def missing_chunks(self, session_id: str, hashes: Iterable[str]) -> pb.MissingChunksResponse:
+        """Those of these chunk hashes (`chunk_hashes`) the daemon does not hold,
+        in the order asked, without duplicates. The ones it holds are kept from
+        gc for its grace period from now."""
+        return self._call(self._missing_call(session_id, list(hashes)))
+
+    def put_chunks(self, session_id: str, data: bytes) -> pb.PutChunksResponse:
+        """Store consecutive chunks of a file (`data` is cut at 1 MiB boundaries
+        by the daemon); the hash of each, in order. Nothing names them until a
+        write by chunks does (`write_file_chunked`, or an fs:apply write op
+        with "chunks")."""
+        return self._call(self._put_call(session_id, data))
+
+    def write_file_chunked(
+        self, session_id: str, path: str, source: bytes | BinaryIO, *, if_match: str = "",
+        mode: int = 0, create_parents: bool = True, report: ChunkedUpload | None = None,
+    ) -> pb.FileInfo:
+        """Replace a file's content, uploading only the 1 MiB chunks the daemon
+        lacks: hash the content's chunks here, ask which are missing
+        (`missing_chunks`), upload those (`put_chunks`, up to 64 MiB a
+        request), then write the file as its list of chunks (one fs:apply
+        write op, atomic). `source`: bytes, or a binary file (read twice when
+        it can seek, so a large file is never held whole). `if_match`, `mode`,
+        `create_parents`: as `write_file`. `report`, if given, is filled in
+        with what moved. A chunk gc freed in between is uploaded again."""
+        return self._run_steps(_chunked_steps(self, session_id, path, source, if_match, mode,
+                                              create_parents, report or ChunkedUpload()))
+
+    def _missing_call(self, session_id: str, hashes: list[str]) -> Call:
+        return Call("POST", f"{session_url(session_id)}/chunks:missing",
+                    json={"hashes": hashes}, response="MissingChunksResponse")
+
+    def _put_call(self, session_id: str, data: bytes) -> Call:
+        return Call("POST", f"{session_url(session_id)}/chunks", content=bytes(data),
+                    headers={"content-type": "application/octet-stream"},
+                    response="PutChunksResponse")
 
     def _manifest_call(self, session_id: str, at: str, page_size: int, page_token: str) -> Call:
         return Call("GET", session_url(session_id) + "/manifest", params=query(

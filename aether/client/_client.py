@@ -17,11 +17,13 @@ from aether.client._base import (
     Operations,
     Response,
     SseDecoder,
+    Steps,
     json_body,
     raise_for_error,
     transport_error,
 )
 from aether.client.wire import Timeouts, TransportError, Wire
+from aether.errors import AetherError
 
 DEFAULT_TIMEOUT = Timeouts(connect=10.0, read=300.0)
 CHUNK = 1 << 20
@@ -126,6 +128,19 @@ class Client(Operations):
 
     def _follow(self, call: Call) -> FollowStream:
         return FollowStream(self, call)
+
+    def _run_steps(self, steps: Steps) -> Any:
+        try:
+            call = next(steps)
+            while True:
+                try:
+                    got = self._call(call)
+                except AetherError as exc:
+                    call = steps.throw(exc)
+                else:
+                    call = steps.send(got)
+        except StopIteration as done:
+            return done.value
 
     def _download(
         self, call: Call, file: BinaryIO, progress: Callable[[int, int | None], None] | None,

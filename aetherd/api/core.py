@@ -22,6 +22,7 @@ from aetherd.services.files import (
     FileRead,
     Files,
     check_batch_size,
+    check_chunk_query,
     check_read_batch_size,
 )
 from aetherd.services.persistence import Persistence
@@ -156,7 +157,7 @@ class FilesApi(pb.FileServiceBase):
         path, e = await self.run(
             self.f.write, message.session_id, message.path, message.data,
             if_match=message.if_match, mode=message.mode, create_parents=message.create_parents,
-            at_offset=message.at_offset, offset=message.offset,
+            at_offset=message.at_offset, offset=message.offset, chunks=message.chunks,
         )
         return convert.file_info(path, e)
 
@@ -215,6 +216,15 @@ class FilesApi(pb.FileServiceBase):
             pb.FsOpResult(error=convert.error_detail(r)) if isinstance(r, AetherError)
             else pb.FsOpResult(info=convert.file_info(*r)) for r in results])
 
+    async def missing_chunks(self, message: pb.MissingChunksRequest) -> pb.MissingChunksResponse:
+        check_chunk_query(message.hashes)
+        missing = await self.run(self.f.missing_chunks, message.session_id, message.hashes)
+        return pb.MissingChunksResponse(missing=missing)
+
+    async def put_chunks(self, message: pb.PutChunksRequest) -> pb.PutChunksResponse:
+        hashes = await self.run(self.f.put_chunks, message.session_id, message.data)
+        return pb.PutChunksResponse(hashes=hashes)
+
 
 def _read_entry(r: FileRead) -> pb.ReadFilesEntry:
     if r.error is not None:
@@ -238,7 +248,7 @@ def _fs_op(index: int, op: pb.FsOp) -> tuple[str, dict]:
     if kind == "write":
         return kind, dict(path=m.path, data=m.data, if_match=m.if_match, mode=m.mode,
                           create_parents=m.create_parents, at_offset=m.at_offset,
-                          offset=m.offset)
+                          offset=m.offset, chunks=m.chunks)
     if kind == "delete":
         return kind, dict(path=m.path, if_match=m.if_match)
     if kind == "mkdir":

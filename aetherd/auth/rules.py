@@ -95,6 +95,10 @@ RULES: dict[str, Rule] = {
     "files.symlink": Rule(Role.WRITER),
     "files.copy": Rule(Role.WRITER),
     "files.apply": Rule(Role.WRITER),
+    # A writer may upload content; asking which chunks the daemon holds is
+    # part of uploading (docs/access.md: what that tells a writer).
+    "files.missing_chunks": Rule(Role.WRITER),
+    "files.put_chunks": Rule(Role.WRITER),
     # persistence
     "persistence.create_checkpoint": Rule(Role.WRITER),
     "persistence.list_checkpoints": _read(),

@@ -122,6 +122,9 @@ async def write_file(call: Call) -> web.Response:
     parents = call.take_one("parents")
     explicit = call.has_query("create_parents")
     msg: pb.WriteFileRequest = await call.build()
+    if msg.chunks:
+        raise InvalidArgument("a PUT writes its body's bytes; a write by chunks is a write "
+                              "op of fs:apply", parameter="chunks")
     if parents is not None:
         msg.create_parents = scalar_from_text(betterproto2.TYPE_BOOL, bool, parents, "parents")
     elif not explicit:

@@ -279,7 +279,7 @@ class _Builder:
                 params.append(param)
         if key == ("files", "write_file"):
             params = [p for p in params if p["name"] not in ("create_parents", "at_offset",
-                                                             "offset")]
+                                                             "offset", "chunks")]
             params.append({"name": "parents", "in": "query", "schema": {"type": "boolean",
                            "default": True}, "description": "Create missing parent directories."})
         if key == ("files", "patch_file"):

@@ -99,6 +99,12 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", S + "/fs:apply", "files", "apply", body="json",
           summary="Apply many changes (write, delete, mkdir, rmdir, rename, symlink) in "
           "order, in one transaction: one result per op, or all or nothing (atomic)."),
+    Route("POST", S + "/chunks:missing", "files", "missing_chunks", body="json",
+          summary="Which of these chunk hashes the daemon lacks (in the order asked); "
+          "the present ones are kept from gc for its grace period."),
+    Route("POST", S + "/chunks", "files", "put_chunks", body="raw", raw_field="data",
+          summary="Store the (application/octet-stream) body as chunks, cut at 1 MiB; "
+          "their hashes, in order. A write by chunks (fs:apply) then names them."),
     # ---- persistence and delivery
     Route("POST", S + "/checkpoints", "persistence", "create_checkpoint", body="json",
           summary="Checkpoint the working state.", success_status=201),

@@ -9,10 +9,13 @@ the lock.
 from __future__ import annotations
 
 import dataclasses
+import re
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import blake3
 import whatthepatch
 
 from aether.errors import (
@@ -29,7 +32,9 @@ from aetherd import paths
 from aetherd.config import limits
 from aetherd.services import quota
 from aetherd.services.state import SessionRecord, Store
+from aetherd.store.blobs import BlobMissing, chunk_hash
 from aetherd.store.objects import (
+    CHUNK_SIZE,
     DIR,
     EMPTY_CONTENT_HASH,
     EMPTY_TREE,
@@ -47,14 +52,21 @@ from aetherd.store.workspace import Workspace, walk
 MAX_PAGE = 10_000
 # One change of a batch, ready to run under the lock with the batch's quota budget.
 _Step = Callable[[quota.TreeBudget], tuple[str, Entry]]
+# A chunk's name: the BLAKE3 of its bytes, as 64 lowercase hex digits.
+_CHUNK_HASH = re.compile(r"[0-9a-f]{64}")
+# Chunks kept at hand while a write by chunks reads its chunks back: a chunk
+# listed again soon (a sparse file's zeros) is read from the store once.
+_REREAD_CACHE = 8
 
 
 class Files:
-    def __init__(self, store: Store, sessions) -> None:
+    def __init__(self, store: Store, sessions, *, chunk_queries: bool = True) -> None:
         self.store = store
         self.db = store.db
         self.objects = store.objects
         self.sessions = sessions
+        # MissingChunks answers truthfully (False: every chunk is "missing").
+        self.chunk_queries = chunk_queries
 
     # ---- views
     def view(self, session_id: str, at: str) -> tuple[SessionRecord, Workspace, bool]:
@@ -242,9 +254,18 @@ class Files:
     def write(self, session_id: str, path: str, data: bytes, *, if_match: str = "",
               mode: int = 0, create_parents: bool = True, at_offset: bool = False,
               offset: int = 0, event: str = "file.written",
-              payload: bool = True) -> tuple[str, Entry]:
-        """`payload`: `data` came from the client as is (not made here, as by a patch)."""
+              payload: bool = True, chunks: Sequence[str] = ()) -> tuple[str, Entry]:
+        """`payload`: `data` came from the client as is (not made here, as by a patch).
+        `chunks`: the content as the hashes of its stored chunks, instead of `data`."""
         path = _checked_write(path, data, mode, at_offset, offset, payload)
+        chunked: FileRecord | None = None
+        if chunks:
+            _check_chunked(path, data, at_offset)
+            self.store.writable(session_id)  # fail fast before reading chunks back
+            chunked = self._chunked_content(path, chunks)
+            contents = self.objects.batch()
+            contents.add_record(chunked)
+            contents.commit()
         for _ in range(8):
             expect: str | None = None
             if at_offset:
@@ -255,6 +276,8 @@ class Files:
                 base_hash = cur.hash if cur else EMPTY_CONTENT_HASH
                 content = self.objects.write_range(base_hash, offset, data)
                 expect = cur.hash if cur else ""
+            elif chunked is not None:
+                content = chunked
             else:
                 self.store.writable(session_id)  # fail fast before storing content
                 content = self.objects.put_content(data)
@@ -467,6 +490,77 @@ class Files:
         return self.write(session_id, path, new_text.encode(), if_match=cur.hash,
                           event="file.patched", payload=False)
 
+    # ---- content by chunks (docs/api.md, "Large files: upload only missing chunks")
+    def missing_chunks(self, session_id: str, hashes: Sequence[str]) -> list[str]:
+        """Those of `hashes` the blob store lacks, in order, without duplicates.
+        The ones present get their age refreshed, so gc keeps them for its grace
+        period from now: long enough for the client's write to commit."""
+        check_chunk_query(hashes)
+        self.store.writable(session_id)
+        asked = list(dict.fromkeys(hashes))
+        if not self.chunk_queries:
+            return asked
+        present = self.objects.blobs.touch(asked)
+        return [h for h in asked if h not in present]
+
+    def put_chunks(self, session_id: str, data: bytes) -> list[str]:
+        """Store `data` cut at CHUNK_SIZE boundaries, as chunks no file names
+        yet (gc keeps them for its grace period); their hashes, in order."""
+        if not data:
+            raise InvalidArgument("no data: PutChunks stores 1 byte or more", field="data")
+        _check_write_size("", len(data), 0)
+        self.store.writable(session_id)
+        view = memoryview(data)
+        pieces = [view[i : i + CHUNK_SIZE] for i in range(0, len(view), CHUNK_SIZE)]
+        hashes = [chunk_hash(p) for p in pieces]
+        self.objects.blobs.put_many(zip(hashes, pieces, strict=True))
+        return hashes
+
+    def _chunked_content(self, path: str, chunks: Sequence[str]) -> FileRecord:
+        """The file record of content given as its chunks: every one must be
+        stored (else failed_precondition `missing_chunk`), 1 MiB each but the
+        last. The whole-file hash is the daemon's own: the chunks are read back
+        in order (each checked against its hash) into one BLAKE3."""
+        chunks = list(chunks)
+        for i, h in enumerate(chunks):
+            if not isinstance(h, str) or not _CHUNK_HASH.fullmatch(h):
+                raise InvalidArgument(f"chunks[{i}] is not a chunk hash (64 lowercase hex "
+                                      f"digits): {str(h)[:80]!r}", field=f"chunks[{i}]",
+                                      path=path)
+        # At least this big, whatever the chunks hold: refuse before any lookup.
+        _check_write_size(path, 0, (len(chunks) - 1) * CHUNK_SIZE + 1)
+        sizes = self.objects.blobs.touch(chunks)  # kept for gc's grace period from now
+        missing = [h for h in dict.fromkeys(chunks) if h not in sizes]
+        if missing:
+            raise _missing_chunk(path, missing[0], len(missing))
+        last = len(chunks) - 1
+        for i, h in enumerate(chunks):
+            size = sizes[h]
+            if (i < last and size != CHUNK_SIZE) or not 0 < size <= CHUNK_SIZE:
+                want = f"exactly {CHUNK_SIZE}" if i < last else f"1 to {CHUNK_SIZE}"
+                raise InvalidArgument(
+                    f"chunks[{i}] ({h}) holds {size} bytes; it must hold {want} (every "
+                    f"chunk but the last is {CHUNK_SIZE} bytes)", field=f"chunks[{i}]",
+                    path=path, size=size)
+        total = last * CHUNK_SIZE + sizes[chunks[-1]]
+        _check_write_size(path, 0, total)
+        whole = blake3.blake3(max_threads=blake3.blake3.AUTO)
+        recent: OrderedDict[str, bytes] = OrderedDict()
+        for h in chunks:
+            piece = recent.get(h)
+            if piece is None:
+                try:
+                    piece = self.objects.blobs.get(h)  # checked against its hash
+                except BlobMissing:  # freed by a gc since the touch above
+                    raise _missing_chunk(path, h, 1) from None
+                recent[h] = piece
+                if len(recent) > _REREAD_CACHE:
+                    recent.popitem(last=False)
+            else:
+                recent.move_to_end(h)
+            whole.update(piece)
+        return FileRecord(whole.hexdigest(), total, tuple(chunks))
+
     # ---- batches
     def apply(self, session_id: str, ops: Sequence[tuple[str, dict[str, Any]]],
               atomic: bool = False) -> list[tuple[str, Entry] | AetherError]:
@@ -528,23 +622,31 @@ class Files:
 
     def _batch_write(self, session_id: str, contents: ObjectBatch, *, path: str, data: bytes,
                      if_match: str = "", mode: int = 0, create_parents: bool = False,
-                     at_offset: bool = False, offset: int = 0,
+                     at_offset: bool = False, offset: int = 0, chunks: Sequence[str] = (),
                      ) -> _Step:
         """The step of a write: its content goes into `contents` now; the step
         checks and points the path at it under the lock. A write refused before
-        that is a step that raises (so an atomic batch fails at its place)."""
+        that is a step that raises (so an atomic batch fails at its place).
+        A write by `chunks` has its chunks checked and read back here."""
         try:
+            if chunks:
+                _check_chunked(path, data, at_offset)
             if at_offset:
                 raise InvalidArgument("a write in a batch replaces the whole file: "
                                       "at_offset is not allowed", path=path)
             path = _checked_write(path, data, mode, False, offset, True)
+            chunked = self._chunked_content(path, chunks) if chunks else None
         except AetherError as exc:
             refused = exc
 
             def fail(_budget: quota.TreeBudget) -> tuple[str, Entry]:
                 raise refused
             return fail
-        content = contents.add_content(data)
+        if chunked is not None:
+            contents.add_record(chunked)
+            content = chunked
+        else:
+            content = contents.add_content(data)
 
         def step(budget: quota.TreeBudget) -> tuple[str, Entry]:
             with self.db.write():
@@ -583,6 +685,34 @@ def check_batch_size(count: int) -> None:
     if count > most:
         raise InvalidArgument(f"{count} changes in one batch, the limit is {most}",
                               count=count, limit=most, setting="max_batch_ops")
+
+
+def check_chunk_query(hashes: Sequence[str]) -> None:
+    most = limits().max_chunk_query
+    if len(hashes) > most:
+        raise InvalidArgument(f"{len(hashes)} chunk hashes in one query, the limit is {most}",
+                              count=len(hashes), limit=most, setting="max_chunk_query")
+    for i, h in enumerate(hashes):
+        if not isinstance(h, str) or not _CHUNK_HASH.fullmatch(h):
+            raise InvalidArgument(f"hashes[{i}] is not a chunk hash (64 lowercase hex "
+                                  f"digits): {str(h)[:80]!r}", field=f"hashes[{i}]")
+
+
+def _check_chunked(path: str, data: bytes, at_offset: bool) -> None:
+    """A write by chunks carries no data and replaces the whole file."""
+    if data:
+        raise InvalidArgument("a write gives its content as data or as chunks, not both",
+                              path=path, field="chunks")
+    if at_offset:
+        raise InvalidArgument("a write by chunks replaces the whole file: at_offset is "
+                              "not allowed", path=path, field="at_offset")
+
+
+def _missing_chunk(path: str, h: str, count: int) -> FailedPrecondition:
+    return FailedPrecondition(
+        f"chunk {h} is not stored ({count} of the write's chunks are missing); nothing "
+        "was changed: upload the missing chunks (PutChunks) and retry",
+        path=path, missing_chunk=h, missing=count)
 
 
 def _checked_write(path: str, data: bytes, mode: int, at_offset: bool, offset: int,

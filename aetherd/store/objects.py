@@ -23,7 +23,7 @@ from threading import Lock
 import blake3
 import orjson
 
-from aether.errors import DataLoss, Unavailable
+from aether.errors import DataLoss, FailedPrecondition, Unavailable
 from aetherd.store.blobs import BlobStore, chunk_hash
 from aetherd.store.db import Database
 from aetherd.store.schema import EMPTY_FILE_HASH
@@ -127,6 +127,9 @@ class ObjectBatch:
         self._chunks: dict[str, bytes] = {}
         self._chunk_bytes = 0
         self._files: dict[str, FileRecord] = {}
+        # Chunks that records of add_record name: stored by earlier requests
+        # (PutChunks), not by this batch.
+        self._given: set[str] = set()
         self._trees: dict[str, tuple[bytes, int, int]] = {}
         self._decoded: dict[str, dict[str, Entry]] = {}
 
@@ -154,7 +157,11 @@ class ObjectBatch:
         return rec
 
     def add_record(self, rec: FileRecord) -> None:
+        """A file record whose chunks are already in the blob store (stored by
+        an earlier request: a write by chunks). If one of them is gone by the
+        commit, the commit fails with failed_precondition `missing_chunk`."""
         self._files[rec.hash] = rec
+        self._given.update(rec.chunks)
 
     def add_tree(self, entries: Mapping[str, Entry]) -> Entry:
         """Store a directory; returns its entry (mode/mtime to be set by the caller)."""
@@ -193,6 +200,7 @@ class ObjectBatch:
         for h, entries in self._decoded.items():
             self.store.cache_tree(h, entries)
         self._files.clear()
+        self._given.clear()
         self._trees.clear()
         self._decoded.clear()
 
@@ -214,6 +222,12 @@ class ObjectBatch:
         if not missing:
             return
         lost = missing - held.keys() - self.store.blobs.keep(missing - held.keys())
+        given = sorted(lost & self._given)
+        if given:
+            raise FailedPrecondition(
+                f"chunk {given[0]} is not stored (freed by `aetherd gc` since it was "
+                "uploaded or reported present); nothing was changed: upload it again "
+                "(PutChunks) and retry", missing_chunk=given[0], missing=len(given))
         if lost:
             raise Unavailable(
                 f"{len(lost)} chunk(s) this request stored were freed by a concurrent "

@@ -108,11 +108,15 @@ __all__ = (
     "ListTreeResponse",
     "ManifestRequest",
     "ManifestResponse",
+    "MissingChunksRequest",
+    "MissingChunksResponse",
     "MkdirRequest",
     "OperationCount",
     "PatchFileRequest",
     "Principal",
     "PublishRequest",
+    "PutChunksRequest",
+    "PutChunksResponse",
     "ReadBusRequest",
     "ReadBusResponse",
     "ReadFileRequest",
@@ -1915,6 +1919,32 @@ default_message_pool.register_message("aether.v1", "ManifestResponse", ManifestR
 
 
 @dataclass(eq=False, repr=False)
+class MissingChunksRequest(betterproto2.Message):
+    """
+    Which of these chunks (BLAKE3 hex of up to 1 MiB of content, see docs/api.md,
+    "Large files: upload only missing chunks") the daemon lacks.
+    """
+
+    session_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    hashes: "list[str]" = betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True)
+
+
+default_message_pool.register_message("aether.v1", "MissingChunksRequest", MissingChunksRequest)
+
+
+@dataclass(eq=False, repr=False)
+class MissingChunksResponse(betterproto2.Message):
+    missing: "list[str]" = betterproto2.field(1, betterproto2.TYPE_STRING, repeated=True)
+    """
+    Those of `hashes` the daemon does not hold, in the order asked, no duplicates.
+    """
+
+
+default_message_pool.register_message("aether.v1", "MissingChunksResponse", MissingChunksResponse)
+
+
+@dataclass(eq=False, repr=False)
 class MkdirRequest(betterproto2.Message):
     session_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
@@ -1993,6 +2023,31 @@ class PublishRequest(betterproto2.Message):
 
 
 default_message_pool.register_message("aether.v1", "PublishRequest", PublishRequest)
+
+
+@dataclass(eq=False, repr=False)
+class PutChunksRequest(betterproto2.Message):
+    session_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    data: "bytes" = betterproto2.field(2, betterproto2.TYPE_BYTES)
+    """
+    Consecutive chunks of a file: cut by the daemon at 1 MiB boundaries
+    (every chunk 1 MiB but the last, which may be shorter).
+    """
+
+
+default_message_pool.register_message("aether.v1", "PutChunksRequest", PutChunksRequest)
+
+
+@dataclass(eq=False, repr=False)
+class PutChunksResponse(betterproto2.Message):
+    hashes: "list[str]" = betterproto2.field(1, betterproto2.TYPE_STRING, repeated=True)
+    """
+    The hash of each chunk stored, in order.
+    """
+
+
+default_message_pool.register_message("aether.v1", "PutChunksResponse", PutChunksResponse)
 
 
 @dataclass(eq=False, repr=False)
@@ -2722,6 +2777,13 @@ class WriteFileRequest(betterproto2.Message):
     """
 
     offset: "int" = betterproto2.field(8, betterproto2.TYPE_UINT64)
+
+    chunks: "list[str]" = betterproto2.field(9, betterproto2.TYPE_STRING, repeated=True)
+    """
+    The content as its chunks, in order, instead of `data` (which must then be
+    empty): hashes known to the daemon (MissingChunks / PutChunks). Every chunk
+    but the last must be exactly 1 MiB.
+    """
 
 
 default_message_pool.register_message("aether.v1", "WriteFileRequest", WriteFileRequest)

@@ -626,6 +626,42 @@ class FileServiceStub(betterproto2_grpclib.ServiceStub):
             metadata=metadata,
         )
 
+    async def missing_chunks(
+        self,
+        message: "MissingChunksRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "MissingChunksResponse":
+
+        return await self._unary_unary(
+            "/aether.v1.FileService/MissingChunks",
+            message,
+            MissingChunksResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def put_chunks(
+        self,
+        message: "PutChunksRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "PutChunksResponse":
+
+        return await self._unary_unary(
+            "/aether.v1.FileService/PutChunks",
+            message,
+            PutChunksResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
 
 class IdentityServiceStub(betterproto2_grpclib.ServiceStub):
     """
@@ -1774,6 +1810,14 @@ class FileServiceBase(betterproto2_grpclib.ServiceBase):
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
+    async def missing_chunks(self, message: "MissingChunksRequest") -> "MissingChunksResponse":
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def put_chunks(self, message: "PutChunksRequest") -> "PutChunksResponse":
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
     async def __rpc_list_tree(
         self, stream: "grpclib.server.Stream[ListTreeRequest, ListTreeResponse]"
     ) -> None:
@@ -1874,6 +1918,22 @@ class FileServiceBase(betterproto2_grpclib.ServiceBase):
         response = await self.read_files(request)
         await stream.send_message(response)
 
+    async def __rpc_missing_chunks(
+        self, stream: "grpclib.server.Stream[MissingChunksRequest, MissingChunksResponse]"
+    ) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        response = await self.missing_chunks(request)
+        await stream.send_message(response)
+
+    async def __rpc_put_chunks(
+        self, stream: "grpclib.server.Stream[PutChunksRequest, PutChunksResponse]"
+    ) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        response = await self.put_chunks(request)
+        await stream.send_message(response)
+
     def __mapping__(self) -> "dict[str, grpclib.const.Handler]":
         return {
             "/aether.v1.FileService/ListTree": grpclib.const.Handler(
@@ -1965,6 +2025,18 @@ class FileServiceBase(betterproto2_grpclib.ServiceBase):
                 grpclib.const.Cardinality.UNARY_UNARY,
                 ReadFilesRequest,
                 ReadFilesResponse,
+            ),
+            "/aether.v1.FileService/MissingChunks": grpclib.const.Handler(
+                self.__rpc_missing_chunks,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                MissingChunksRequest,
+                MissingChunksResponse,
+            ),
+            "/aether.v1.FileService/PutChunks": grpclib.const.Handler(
+                self.__rpc_put_chunks,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                PutChunksRequest,
+                PutChunksResponse,
             ),
         }
 
