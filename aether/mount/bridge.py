@@ -38,13 +38,11 @@ from aether.errors import AetherError, Conflict, RangeNotSatisfiable
 log = logging.getLogger("aether.mount.bridge")
 
 RETRY_SECONDS = 15.0
-# Large files move in pieces: downloads as ranged reads of DOWNLOAD_PIECE, and
-# uploads as requests of at most UPLOAD_PIECE bytes (the daemon takes bodies up
-# to 1 GiB; a piece is also what the mount holds in memory at once). Each
-# `Bridge` may be given its own; the environment overrides exist so tests can
-# run the multi-piece paths with small pieces.
+# Large files are downloaded as ranged reads of DOWNLOAD_PIECE (also what the
+# mount holds in memory at once; uploads go by 1 MiB chunks, handles.py). Each
+# `Bridge` may be given its own; the environment override exists so tests can
+# run the multi-piece path with small pieces.
 DOWNLOAD_PIECE = int(os.environ.get("AETHER_MOUNT_DOWNLOAD_PIECE") or 16 << 20)
-UPLOAD_PIECE = int(os.environ.get("AETHER_MOUNT_UPLOAD_PIECE") or 256 << 20)
 EMPTY_HASH = "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262"
 _KINDS = {pb.EntryKind.FILE: "file", pb.EntryKind.DIRECTORY: "dir", pb.EntryKind.SYMLINK: "symlink"}
 
@@ -65,15 +63,6 @@ class ConflictError(RemoteError):
     def __init__(self, cause: AetherError) -> None:
         super().__init__(errno.EEXIST, cause)
         self.current_hash = self.details.get("current_hash", "")
-        # A hidden upload in the session holding the losing content in full,
-        # when there is one (handles.py turns it into the conflict copy).
-        self.temp = ""
-
-
-def conflict(path: str, current_hash: str, why: str) -> ConflictError:
-    """A ConflictError for a condition the mount checked itself (the daemon's
-    rename has no If-Match)."""
-    return ConflictError(Conflict(f"{path!r} {why}", path=path, current_hash=current_hash))
 
 
 def errno_for(exc: AetherError) -> int:
@@ -128,6 +117,15 @@ class Entry:
         )
 
 
+def file_entry(path: str, info: dict[str, Any]) -> Entry:
+    """The Entry of a file from its FileInfo in proto3 JSON (uint64 sizes come
+    as strings, times as RFC 3339)."""
+    mtime = info.get("mtime")
+    ns = _ns(datetime.fromisoformat(mtime)) if mtime else 0
+    return Entry(path.rpartition("/")[2], "file", int(info.get("mode") or 0) & 0o777,
+                 int(info.get("size") or 0), str(info.get("hash") or ""), "", ns)
+
+
 def _ns(ts: datetime | None) -> int:
     if ts is None:
         return 0
@@ -154,11 +152,10 @@ class Bridge:
         return cls(target, session_id, at)
 
     def __init__(self, target: Target, session_id: str, at: str = "", *,
-                 upload_piece: int = 0, download_piece: int = 0) -> None:
+                 download_piece: int = 0) -> None:
         self.target = target
         self.session_id = session_id
         self.at = at
-        self.upload_piece = upload_piece or UPLOAD_PIECE
         self.download_piece = download_piece or DOWNLOAD_PIECE
         self.client = AsyncClient(
             target.base_url, token=target.token, uds=target.uds,
@@ -210,6 +207,27 @@ class Bridge:
             token = page.next_page_token
             if not token:
                 return out
+
+    async def missing_chunks(self, hashes: list[str]) -> set[str]:
+        """Which of these chunk hashes the daemon does not hold."""
+        got = await self._run(self.json.missing_chunks, self.session_id, hashes, read=True)
+        return set(got.get("missing") or [])
+
+    async def put_chunks(self, data: bytes) -> list[str]:
+        """Store consecutive 1 MiB chunks (the last may be shorter); their hashes.
+        (Sent again after a transport failure: storing a chunk twice is harmless.)"""
+        got = await self._run(self.json.put_chunks, self.session_id, data, read=True)
+        return [str(h) for h in got.get("hashes") or []]
+
+    async def write_chunks(self, path: str, chunks: list[str], if_match: str,
+                           mode: int) -> Entry:
+        """Make `path` the file made of these stored chunks (conditional, like
+        write_file): one op of an atomic batch, so errors come back as errors."""
+        op: dict[str, Any] = {"path": path, "chunks": chunks, "mode": mode}
+        if if_match:
+            op["ifMatch"] = if_match
+        got = await self._run(self.json.apply, self.session_id, [{"write": op}], atomic=True)
+        return file_entry(path, (got.get("results") or [{}])[0].get("info") or {})
 
     async def read_files(self, paths: list[str]) -> list[tuple[str, bytes, str]]:
         """Many small files in one request (`fs:read`, one consistent view):
@@ -269,32 +287,11 @@ class Bridge:
     async def write_file(self, path: str, data: bytes, if_match: str, mode: int) -> Entry:
         """Replace a file's content in one request, conditionally (`if_match`: a
         hash, "*" for "must exist", "!" for "must not exist"). ConflictError when
-        the condition fails. Callers keep `data` within `upload_piece`."""
+        the condition fails. (For files of up to one chunk: larger ones go by
+        chunks, `write_chunks`.)"""
         info = await self._run(self.client.write_file, self.session_id, path, data,
                                if_match=if_match, mode=mode, create_parents=False)
         return Entry.from_info(info)
-
-    async def write_range(self, path: str, data: bytes, offset: int, if_match: str) -> Entry:
-        """Write bytes at an offset of an existing file (conditional on its hash)."""
-        info = await self._run(self.client.write_range, self.session_id, path, data, offset,
-                               if_match=if_match)
-        return Entry.from_info(info)
-
-    async def delete_file(self, path: str) -> None:
-        await self._run(self.client.delete_file, self.session_id, path)
-
-    async def mkdir(self, path: str, mode: int) -> Entry:
-        return Entry.from_info(await self._run(self.client.mkdir, self.session_id, path,
-                                               mode=mode))
-
-    async def rmdir(self, path: str) -> None:
-        await self._run(self.client.rmdir, self.session_id, path)
-
-    async def rename(self, src: str, dst: str, overwrite: bool) -> Entry:
-        """Move a path. The daemon's rename has no If-Match: `overwrite` is the
-        only condition it can check (False: the destination must not exist)."""
-        return Entry.from_info(await self._run(self.client.rename, self.session_id, src, dst,
-                                               overwrite=overwrite))
 
     async def apply(self, ops: list[dict[str, Any]]) -> dict[str, Any]:
         """Many changes (`FsOp`s as proto3 JSON) in one request and one daemon
@@ -302,16 +299,6 @@ class Bridge:
         `results` (the journal's batches). JSON both ways: building and
         reading messages would cost the mount more CPU than the daemon spends."""
         return await self._run(self.json.apply, self.session_id, ops)
-
-    async def copy(self, src: str, dst: str) -> Entry:
-        """Copy a file to a path that must not exist (no content moves: the
-        daemon shares it)."""
-        return Entry.from_info(await self._run(self.client.copy, self.session_id, src, dst,
-                                               overwrite=False))
-
-    async def symlink(self, path: str, target: str) -> Entry:
-        return Entry.from_info(await self._run(self.client.symlink, self.session_id, path,
-                                               target))
 
     # ---- events
 
@@ -381,4 +368,4 @@ def _write_at(fd: int, data: bytes, offset: int) -> None:
 
 
 __all__ = ["Bridge", "ConflictError", "EMPTY_HASH", "Entry", "Event", "RemoteError",
-           "conflict", "errno_for"]
+           "errno_for", "file_entry"]

@@ -171,7 +171,7 @@ def merge(table: InodeTable, notifier: Notifier, d: Node, entries: list[Entry]) 
     """Bring a loaded directory in line with a fresh listing; returns the number of
     changes (each one invalidated in the kernel)."""
     assert d.children is not None
-    remote = {e.name: e for e in table.visible(d, entries)}
+    remote = {e.name: e for e in entries}
     changes = 0
     for name, child in list(d.children.items()):
         e = remote.get(name)

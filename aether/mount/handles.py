@@ -11,14 +11,11 @@ for it. Either way a write-back is one conditional write:
     If-Match: the hash this mount last saw for the file ("must not exist" for a
     file created here)
 
-Content larger than one upload piece cannot go in one request. It is uploaded
-piece by piece, streamed from the staging file, to a hidden temporary name in
-the same directory (`.<name>.aether-upload-<random>`), then renamed over the
-file, so the daemon never shows a partial file and a failure midway leaves
-the file as it was (the temporary is deleted). The daemon's rename has no
-If-Match: the mount checks the hash with a stat just before the rename, which
-leaves one round trip in which a write from elsewhere is replaced without a
-conflict copy (docs/mount.md, "Writes").
+A file larger than one chunk (1 MiB) is sent by chunks: the mount hashes its
+1 MiB chunks, asks the daemon which it lacks, uploads only those, and then
+writes the file as its list of chunks, conditionally, in one request. So the
+daemon never shows a partial file, a failure midway changes nothing, and an
+edit of a large file moves only the chunks it touched.
 
 The conflict rule: **the first write-back to reach the daemon wins**. When the
 condition fails (the file was changed or deleted through the API or another
@@ -35,7 +32,6 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import secrets
 import shutil
 import tempfile
 from collections.abc import Awaitable, Callable
@@ -52,35 +48,23 @@ from aether.mount.bridge import (
     ConflictError,
     Entry,
     RemoteError,
-    conflict,
 )
 from aether.mount.cache import BlobCache
-from aether.mount.inodes import DIR, FILE, InodeTable, Node, now_ns
+from aether.mount.inodes import FILE, InodeTable, Node, now_ns
 from aether.mount.journal import INLINE_MAX, Journal
 
 log = logging.getLogger("aether.mount.files")
 
-# Files at least this large whose changes cover at most half of them are written
-# back as a range write of the changed span instead of the whole content. (The
-# environment override lets tests reach this path with small files.)
-RANGE_WRITE_MIN_SIZE = int(os.environ.get("AETHER_MOUNT_RANGE_WRITE_MIN") or 4 << 20)
 INLINE_READ_MAX = 256 << 10
+# The daemon's fixed chunk size; larger files are sent by chunks, at most
+# PUT_CHUNKS of them (16 MiB) in one request.
+CHUNK = 1 << 20
+PUT_CHUNKS = 16
 # Prefetch: a small file read for the first time brings its small uncached
 # siblings along, this many at most (`_prefetch`).
 PREFETCH_FILE_MAX = 256 << 10
 PREFETCH_FILES = 256
 PREFETCH_BYTES = 8 << 20
-# Uploads too large for one request go to a hidden name first (see the module doc).
-TEMP_MARK = ".aether-upload-"
-
-
-def temp_name(name: str) -> str:
-    # Short enough for the 255-byte name limit whatever the file's name; random,
-    # so mounts on other hosts never pick the same one.
-    stem = name.encode()[:96].decode("utf-8", "ignore")
-    return f".{stem}{TEMP_MARK}{secrets.token_hex(6)}"
-
-
 def _join(parent: str, name: str) -> str:
     return f"{parent}/{name}" if parent else name
 
@@ -160,10 +144,9 @@ class Files:
         self._fetching: dict[int, trio.Event] = {}
         self.conflicts = 0
         self.writebacks = 0
-        self.range_writebacks = 0
-        # Temporaries whose removal failed (the daemon was unreachable): removed
-        # before the next one is made, and at unmount.
-        self.orphans: set[str] = set()
+        # Bytes of large files sent by chunks, and those the daemon had already.
+        self.chunk_bytes_sent = 0
+        self.chunk_bytes_skipped = 0
 
     # ---- handles
 
@@ -332,15 +315,7 @@ class Files:
             node.staging = st
             if keep_content:
                 st.content_hash = copied
-            self._rebase(node, node.hash if keep_content else "", node.size, node.mode)
-            if not keep_content:
-                node.shrunk = True
             return st
-
-    @staticmethod
-    def _rebase(node: Node, base_hash: str, base_size: int, base_mode: int) -> None:
-        node.base_hash, node.base_size, node.base_mode = base_hash, base_size, base_mode
-        node.span_lo, node.span_hi, node.shrunk = -1, 0, False
 
     def _changed(self, node: Node, size: int) -> None:
         if node.staging is not None:
@@ -351,45 +326,14 @@ class Files:
         node.mtime_ns = node.ctime_ns = now_ns()
         node.local_times = False
 
-    def wrote(self, node: Node, off: int, n: int, size: int) -> None:
-        """Record a write of n bytes at off; the file is now `size` bytes."""
-        if n:
-            node.span_lo = off if node.span_lo < 0 else min(node.span_lo, off)
-            node.span_hi = max(node.span_hi, off + n)
+    def wrote(self, node: Node, size: int) -> None:
+        """Record a write; the file is now `size` bytes."""
         self._changed(node, size)
 
     async def truncate(self, node: Node, size: int) -> None:
         st = await self.stage(node, keep_content=size > 0)
-        old = st.size()
         os.ftruncate(st.fd, size)
-        if size < node.base_size:
-            node.shrunk = True
-        elif size > old:  # grown: the new bytes are zeros the daemon must get
-            node.span_lo = old if node.span_lo < 0 else min(node.span_lo, old)
-            node.span_hi = max(node.span_hi, size)
-        else:
-            node.span_hi = min(node.span_hi, size)
         self._changed(node, size)
-
-    @staticmethod
-    def _range_plan(node: Node, size: int) -> tuple[int, int] | None:
-        """(offset, length) when a range write of the changed span can replace a
-        whole-file upload: a large file, its daemon version known, not cut, mode
-        unchanged, and at most half of it changed."""
-        if not (node.remote and node.base_hash and node.base_hash == node.hash):
-            return None
-        if node.shrunk or node.mode != node.base_mode or size < RANGE_WRITE_MIN_SIZE:
-            return None
-        if node.span_lo < 0:
-            return (size, 0) if size == node.base_size else None
-        if node.span_lo >= node.span_hi:  # a truncate cut below the written span
-            return None
-        if size != max(node.base_size, node.span_hi):
-            return None
-        length = node.span_hi - node.span_lo
-        if length > size // 2:
-            return None
-        return node.span_lo, length
 
     # ---- sending content
 
@@ -405,171 +349,66 @@ class Files:
                 self.echoes.cancel(type_, path)
             raise
 
-    async def send(self, path: str, fd: int, size: int, if_match: str, mode: int,
-                   plan: tuple[int, int] | None = None, *, keep_temp: bool = False) -> Entry:
-        """Make the daemon's `path` hold the first `size` bytes of `fd` (with a
-        `plan` (offset, length): its current content with that span of `fd`
-        written over it), conditional on `if_match` (a hash, "*" or "!").
+    async def send(self, path: str, fd: int, size: int, if_match: str, mode: int) -> Entry:
+        """Make the daemon's `path` hold the first `size` bytes of `fd`,
+        conditional on `if_match` (a hash, "*" or "!"): one request for a
+        file of one chunk or less, else by chunks (`_send_chunked`)."""
+        if size > CHUNK:
+            return await self._send_chunked(path, fd, size, if_match, mode)
+        # small files are read inline: a thread hop costs more than the read
+        data = b"" if size == 0 else _pread_all(fd, size, 0) if size <= INLINE_READ_MAX \
+            else await trio.to_thread.run_sync(_pread_all, fd, size, 0)
+        return await self._echoed("file.written", path, self.bridge.write_file,
+                                  path, data, if_match, mode)
 
-        What fits one upload piece is one request; anything larger goes through
-        a hidden temporary (`_via_temp`). On a ConflictError with `keep_temp`,
-        `exc.temp` names a temporary holding the whole new content, which the
-        caller now owns; otherwise no temporary outlives the call."""
-        piece = self.bridge.upload_piece
-        if plan is not None:
-            off, length = plan
-            if length <= piece:
-                data = await trio.to_thread.run_sync(_pread_all, fd, length, off)
-                entry = await self._echoed("file.written", path, self.bridge.write_range,
-                                           path, data, off, if_match)
-            else:
-                entry = await self._via_temp(path, fd, if_match, mode, off, off + length,
-                                             from_copy=True, keep_temp=keep_temp)
-            self.range_writebacks += 1
-            return entry
-        if size <= piece:
-            # small files are read inline: a thread hop costs more than the read
-            data = b"" if size == 0 else _pread_all(fd, size, 0) if size <= INLINE_READ_MAX \
-                else await trio.to_thread.run_sync(_pread_all, fd, size, 0)
-            return await self._echoed("file.written", path, self.bridge.write_file,
-                                      path, data, if_match, mode)
-        return await self._via_temp(path, fd, if_match, mode, 0, size, from_copy=False,
-                                    keep_temp=keep_temp)
+    async def _send_chunked(self, path: str, fd: int, size: int, if_match: str,
+                            mode: int) -> Entry:
+        """Upload only the chunks the daemon lacks, then write the file as its
+        list of chunks, in one conditional request: the file changes at once
+        or not at all (never a partial file), an edit of a large file moves the
+        chunks it touched, and a copy or a conflict copy moves nothing.
 
-    async def _via_temp(self, path: str, fd: int, if_match: str, mode: int, lo: int, hi: int,
-                        *, from_copy: bool, keep_temp: bool) -> Entry:
-        """Build the new content under a hidden name beside `path`, then rename it
-        over `path`. The temporary starts as the first piece of `fd` (a whole
-        upload) or as a copy of `path` (a range write: the daemon shares the
-        content, nothing is sent); the bytes of `fd` in [lo, hi) follow, one
-        piece in memory at a time, each range write conditional on the hash the
-        last one returned."""
-        await self.reap_orphans()
-        if not from_copy:
-            await self._check(path, if_match)  # a conflict known now costs no upload
-        parent, _, name = path.rpartition("/")
-        piece = self.bridge.upload_piece
-        tmp = ""
-        complete = False
-        try:
-            for _ in range(5):
-                tmp = _join(parent, temp_name(name))
-                self.table.hidden.add(tmp)
-                try:
-                    if from_copy:
-                        info = await self._echoed("path.copied", tmp, self.bridge.copy,
-                                                  path, tmp)
-                        off = lo
-                    else:
-                        first = await trio.to_thread.run_sync(_pread_all, fd,
-                                                              min(piece, hi), 0)
-                        info = await self._echoed("file.written", tmp, self.bridge.write_file,
-                                                  tmp, first, "!", mode)
-                        off = len(first)
-                    break
-                except RemoteError as exc:
-                    self.table.hidden.discard(tmp)
-                    tmp = ""
-                    if from_copy and exc.errno == errno.ENOENT:
-                        raise conflict(path, "", "was deleted") from None
-                    if exc.errno != errno.EEXIST:  # (EEXIST: the name is taken: another)
-                        raise
-            else:
-                raise OSError(errno.EEXIST, f"no free temporary name beside {path!r}")
-            if from_copy and info.hash != if_match:
-                raise conflict(path, info.hash, "changed")
-            while off < hi:
-                data = await trio.to_thread.run_sync(_pread_all, fd, min(piece, hi - off), off)
-                if not data:
-                    break  # cut meanwhile: the node is dirty again, the next write-back sends it
-                try:
-                    info = await self._echoed("file.written", tmp, self.bridge.write_range,
-                                              tmp, data, off, info.hash)
-                except ConflictError:
-                    raise OSError(errno.EIO, f"{tmp!r} was changed by someone else while "
-                                  "this mount uploaded to it") from None
-                off += len(data)
-            complete = True
-            if if_match == "!":
-                try:
-                    entry = await self._echoed("path.renamed", path, self.bridge.rename,
-                                               tmp, path, False)
-                except ConflictError:
-                    raise
-                except RemoteError as exc:
-                    if exc.errno != errno.EEXIST:
-                        raise
-                    raise conflict(path, "", "was created meanwhile") from None
-            else:
-                # The daemon's rename cannot check the file's hash itself: check it
-                # here. A write from elsewhere that lands between this stat and the
-                # rename is replaced without a conflict copy (one round trip).
-                await self._check(path, if_match)
-                entry = await self._echoed("path.renamed", path, self.bridge.rename,
-                                           tmp, path, True)
-            self.table.hidden.discard(tmp)
-            tmp = ""
-            if entry.hash != info.hash:
-                # Someone wrote to the temporary between the last piece and the
-                # rename. The node stays dirty on its old hash, so the next
-                # write-back meets a conflict and keeps this mount's version.
-                raise OSError(errno.EIO, f"the upload of {path!r} was changed by someone "
-                              "else before it was renamed into place")
-            return entry
-        except ConflictError as exc:
-            if complete and keep_temp and tmp:
-                exc.temp, tmp = tmp, ""
-            raise
-        finally:
-            if tmp:
-                await self.remove_temp(tmp)
-
-    async def _check(self, path: str, if_match: str) -> None:
-        """Raise ConflictError unless `path` is as `if_match` expects."""
-        try:
-            e = Entry.from_info(await self.bridge.stat(path))
-        except RemoteError as exc:
-            if exc.errno != errno.ENOENT:
-                raise
-            if if_match != "!":
-                raise conflict(path, "", "was deleted") from None
-            return
-        if if_match == "!":
-            raise conflict(path, e.hash, "exists")
-        if e.kind == DIR:
-            raise OSError(errno.EISDIR, f"{path!r} is a directory now")
-        if e.kind != FILE or (if_match != "*" and e.hash != if_match):
-            raise conflict(path, e.hash, "changed")
-
-    async def remove_temp(self, tmp: str) -> None:
-        """Delete an upload temporary (a cancelled caller still waits for it);
-        one that cannot be deleted now is remembered and retried."""
-        with trio.move_on_after(RETRY_SECONDS + 5) as scope:
-            scope.shield = True
+        Chunks are hashed from the staging file; if it changes while they are
+        uploaded (a write came in), the daemon's hashes differ and it starts
+        over. A chunk freed by `aetherd gc` between the question and the write
+        (`missing_chunk`) is sent again."""
+        hashes = await trio.to_thread.run_sync(_chunk_hashes, fd, size)
+        for attempt in range(4):
+            missing = await self.bridge.missing_chunks(hashes)
+            i = 0
+            changed = False
+            while i < len(hashes) and not changed:
+                if hashes[i] not in missing:
+                    self.chunk_bytes_skipped += min(CHUNK, size - i * CHUNK)
+                    i += 1
+                    continue
+                # a run of consecutive chunks, each sent once (a file of zeros
+                # is one chunk, many times)
+                run = {hashes[i]}
+                j = i + 1
+                while j < len(hashes) and hashes[j] in missing and hashes[j] not in run \
+                        and (j - i) < PUT_CHUNKS:
+                    run.add(hashes[j])
+                    j += 1
+                lo, hi = i * CHUNK, min(j * CHUNK, size)
+                data = await trio.to_thread.run_sync(_pread_all, fd, hi - lo, lo)
+                stored = await self.bridge.put_chunks(data)
+                self.chunk_bytes_sent += len(data)
+                if stored != hashes[i:j]:
+                    changed = True  # written to meanwhile: hash it again
+                missing -= run
+                i = j
+            if changed:
+                hashes = await trio.to_thread.run_sync(_chunk_hashes, fd, size)
+                continue
             try:
-                await self._echoed("file.deleted", tmp, self.bridge.delete_file, tmp)
+                return await self._echoed("file.written", path, self.bridge.write_chunks,
+                                          path, hashes, if_match, mode)
             except RemoteError as exc:
-                if exc.errno != errno.ENOENT:
-                    self._orphan(tmp, exc)
-                    return
-            except OSError as exc:
-                self._orphan(tmp, exc)
-                return
-        if scope.cancelled_caught:
-            self._orphan(tmp, "timed out")
-            return
-        self.orphans.discard(tmp)
-        self.table.hidden.discard(tmp)
-
-    def _orphan(self, tmp: str, why: object) -> None:
-        if tmp not in self.orphans:
-            log.warning("could not delete the upload temporary %s (%s); trying again later",
-                        tmp, why)
-        self.orphans.add(tmp)
-
-    async def reap_orphans(self) -> None:
-        for tmp in list(self.orphans):
-            await self.remove_temp(tmp)
+                if "missing_chunk" not in exc.details or attempt == 3:
+                    raise
+                log.info("a chunk of %s was freed before its write; sending it again", path)
+        raise OSError(errno.EIO, f"{path}: could not send its chunks")
 
     # ---- write-back
 
@@ -582,11 +421,11 @@ class Files:
             self.journal.write(node, again=again)
             await self.journal.room()
 
-    def _inline(self, node: Node, size: int) -> bool:
-        """Small files go in the journal's batches, unless a range write would
-        send less (a small edit of a file the daemon has)."""
-        return size <= min(INLINE_MAX, self.bridge.upload_piece) and \
-            self._range_plan(node, size) is None
+    @staticmethod
+    def _inline(node: Node, size: int) -> bool:
+        """Files of up to one chunk go in the journal's batches; larger ones are
+        sent by chunks (only those the daemon lacks)."""
+        return size <= INLINE_MAX
 
     async def writeback(self, node: Node, at: str | None = None) -> None:
         """Send dirty content to the daemon now, as the file at `at` (its
@@ -602,17 +441,11 @@ class Files:
                 st = node.staging
                 path = self.table.path(node) if at is None else at
                 size = st.size()
-                plan = self._range_plan(node, size)
-                if plan is not None and plan[1] == 0:  # nothing left to send
-                    node.dirty = False
-                    return
                 if_match = node.hash if node.remote and node.hash else "!"
                 try:
-                    entry = await self.send(path, st.fd, size, if_match, node.mode, plan,
-                                            keep_temp=True)
-                except ConflictError as exc:
-                    await self.lost_race(node, exc.temp if node.data_gen == gen else "",
-                                         exc.temp)
+                    entry = await self.send(path, st.fd, size, if_match, node.mode)
+                except ConflictError:
+                    await self.lost_race(node)
                     return
                 except BaseException as exc:
                     if isinstance(exc, OSError):
@@ -638,28 +471,21 @@ class Files:
                 node.staging.content_hash = entry.hash
             node.dirty = False
             node.size = entry.size
-            self._rebase(node, entry.hash, entry.size, node.mode)
             if not node.local_times:
                 node.mtime_ns = entry.mtime_ns or node.mtime_ns
             if node.opens == 0 and node.staging is not None and not node.unlinked:
                 self._promote(node)
-        else:
-            # Written to while uploading: what was sent is the new base; the
-            # span stays (a superset of what is still to send).
-            node.base_hash, node.base_size = entry.hash, entry.size
-            node.base_mode = node.mode
+        # else: written to while uploading: still dirty; its next write-back is
+        # conditional on what was just sent (node.hash)
         if node.unlinked:
             self.table.maybe_drop(node)
 
-    async def lost_race(self, node: Node, usable: str = "", temp: str = "") -> None:
+    async def lost_race(self, node: Node) -> None:
         """A write-back met the conflict rule: keep the local version (the
-        staging file, or `usable`, an uploaded temporary holding the same
-        bytes) as a conflict copy and show the daemon's version. The caller
-        holds the node lock (or is the journal's flusher, which does)."""
+        staging file) as a conflict copy and show the daemon's version. The
+        caller holds the node lock (or is the journal's flusher, which does)."""
         st = node.staging
         if st is None or node.unlinked:
-            if temp:
-                await self.remove_temp(temp)
             return
         path = self.table.path(node)
         # Take the losing content out of the node before any await: a write
@@ -669,9 +495,7 @@ class Files:
         node.staging = None
         node.dirty = False
         try:
-            if temp and not usable:
-                await self.remove_temp(temp)
-            await self._conflict(node, path, st, usable)
+            await self._conflict(node, path, st)
         except BaseException:
             # Never lose it: the staging file stays on disk, and the next mount
             # with this cache directory moves it to lost+found (cache.py).
@@ -681,42 +505,28 @@ class Files:
             raise
         st.discard()
 
-    async def _conflict(self, node: Node, path: str, st: Staging, temp: str) -> None:
-        """Keep the local version (the staging file `st`, or the uploaded
-        temporary `temp` holding the same bytes) as a conflict copy; show the
-        daemon's version."""
+    async def _conflict(self, node: Node, path: str, st: Staging) -> None:
+        """Keep the local version (the staging file `st`) as a conflict copy;
+        show the daemon's version. (Sent by chunks when large: the chunks the
+        lost write-back uploaded are there already, so nothing moves again.)"""
         self.conflicts += 1
         parent = node.parent
         assert parent is not None and parent.children is not None
         parent_path = self.table.path(parent)
-        try:
-            for n in range(1, 1000):
-                name = f"{node.name}.conflict-{self.conflict_tag}-{n}"
-                if name in parent.children:
-                    continue
-                cpath = _join(parent_path, name)
-                try:
-                    if temp:
-                        entry = await self._echoed("path.renamed", cpath, self.bridge.rename,
-                                                   temp, cpath, False)
-                        self.table.hidden.discard(temp)
-                        temp = ""
-                    else:
-                        entry = await self.send(cpath, st.fd, st.size(), "!", node.mode,
-                                                keep_temp=True)
-                except ConflictError as exc:
-                    temp = temp or exc.temp  # uploaded in full: rename it, not again
-                    continue
-                except RemoteError as exc:
-                    if exc.errno != errno.EEXIST:
-                        raise
-                    continue
-                break
-            else:  # pragma: no cover - a thousand conflict copies of one file
-                raise OSError(errno.EIO, f"{path}: too many conflict copies")
-        finally:
-            if temp:
-                await self.remove_temp(temp)
+        for n in range(1, 1000):
+            name = f"{node.name}.conflict-{self.conflict_tag}-{n}"
+            if name in parent.children:
+                continue
+            cpath = _join(parent_path, name)
+            try:
+                entry = await self.send(cpath, st.fd, st.size(), "!", node.mode)
+            except RemoteError as exc:
+                if exc.errno != errno.EEXIST:
+                    raise
+                continue
+            break
+        else:  # pragma: no cover - a thousand conflict copies of one file
+            raise OSError(errno.EIO, f"{path}: too many conflict copies")
         log.warning("write-back conflict on %s: it changed in the session since this mount "
                     "read it; the daemon's version stays, this mount's is saved as %s",
                     path, cpath)
@@ -848,10 +658,6 @@ class Files:
         if len(self.journal):
             log.error("%d change(s) could not be sent to aetherd before unmount",
                       len(self.journal))
-        await self.reap_orphans()
-        for tmp in self.orphans:
-            log.error("the upload temporary %s could not be deleted; it stays in the session",
-                      tmp)
 
     def close_all(self) -> None:
         """At exit: close everything; staging files of clean nodes go, dirty
@@ -890,3 +696,12 @@ def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view):]
+
+
+def _chunk_hashes(fd: int, size: int) -> list[str]:
+    """The daemon's chunk hashes of the first `size` bytes of `fd`: BLAKE3 of
+    each 1 MiB piece (off the trio thread)."""
+    out = []
+    for off in range(0, size, CHUNK):
+        out.append(blake3.blake3(_pread_all(fd, min(CHUNK, size - off), off)).hexdigest())
+    return out

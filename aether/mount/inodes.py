@@ -64,15 +64,6 @@ class Node:
     # Bumped on every local write: a write-back only marks the node clean if no
     # write happened while it was uploading.
     data_gen: int = 0
-    # What changed since the daemon's version (`base_*`, recorded when staging
-    # starts): the byte span written, and whether the file was cut below the
-    # base size. A small span of a large file is written back as a range write.
-    base_hash: str = ""
-    base_size: int = 0
-    base_mode: int = 0
-    span_lo: int = -1  # -1: nothing written
-    span_hi: int = 0
-    shrunk: bool = False
     # Does the daemon know this path? False for files created here and not yet
     # written back (their first write-back must not overwrite anything).
     remote: bool = True
@@ -148,24 +139,12 @@ class InodeTable:
         self.root = Node(ROOT_INODE, DIR, "", None, mode=0o755, mtime_ns=t, ctime_ns=t,
                          atime_ns=t, uid=uid, gid=gid)
         self.nodes[ROOT_INODE] = self.root
-        # Session paths this mount's listings skip: its own upload temporaries
-        # (handles.py), which exist in the session only until they are renamed
-        # over their file or deleted.
-        self.hidden: set[str] = set()
 
     def __len__(self) -> int:
         return len(self.nodes)
 
     def get(self, ino: int) -> Node | None:
         return self.nodes.get(ino)
-
-    def visible(self, d: Node, entries: list[Any]) -> list[Any]:
-        """The entries of a listing of `d` that are not hidden."""
-        if not self.hidden:
-            return entries
-        base = self.path(d)
-        return [e for e in entries
-                if (f"{base}/{e.name}" if base else e.name) not in self.hidden]
 
     def new_node(self, parent: Node, name: str, kind: str, **attrs: Any) -> Node:
         """A new node attached as `parent/name` (which must be free)."""

@@ -45,14 +45,21 @@ import os
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import blake3
 import trio
 
 from aether.errors import AetherError, from_code
-from aether.mount.bridge import RETRY_SECONDS, Bridge, ConflictError, Entry, RemoteError, errno_for
+from aether.mount.bridge import (
+    RETRY_SECONDS,
+    Bridge,
+    ConflictError,
+    Entry,
+    RemoteError,
+    errno_for,
+    file_entry,
+)
 from aether.mount.coherence import Echoes
 from aether.mount.inodes import FILE, InodeTable, Node
 
@@ -453,7 +460,7 @@ class Journal:
                 if not await self._op_failed(op, error):
                     stale.append(op)
             elif op.kind == WRITE:
-                self._wrote(op, _entry(op, result.get("info") or {}))
+                self._wrote(op, file_entry(op.path, result.get("info") or {}))
         await self._relist_for(stale)
 
     def _wrote(self, op: Op, entry: Entry) -> None:
@@ -554,17 +561,6 @@ def _remote_error(detail: dict[str, Any]) -> RemoteError:
     if code == "conflict":
         return ConflictError(cause)
     return RemoteError(errno_for(cause), cause)
-
-
-def _entry(op: Op, info: dict[str, Any]) -> Entry:
-    """The Entry of a FileInfo in proto3 JSON (uint64 sizes come as strings)."""
-    mtime = info.get("mtime")
-    ns = 0
-    if mtime:
-        t = datetime.fromisoformat(mtime)
-        ns = int(t.timestamp()) * 1_000_000_000 + t.microsecond * 1000
-    return Entry(op.path.rpartition("/")[2], "file", int(info.get("mode") or 0) & 0o777,
-                 int(info.get("size") or 0), str(info.get("hash") or ""), "", ns)
 
 
 def _related(a: str, b: str) -> bool:

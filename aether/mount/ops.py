@@ -171,7 +171,7 @@ class Operations(pyfuse3.Operations):
                 entries = await self.bridge.list_dir(self.table.path(d))
                 if d.children is None:
                     d.children = {}
-                    for e in self.table.visible(d, entries):
+                    for e in entries:
                         add_entry(self.table, d, e)
             finally:
                 del self._loading[d.ino]
@@ -507,7 +507,7 @@ class Operations(pyfuse3.Operations):
         if h.append:
             off = st.size()
         n = os.pwrite(st.fd, buf, off)
-        self.files.wrote(node, off, n, max(node.size, off + n, st.size()))
+        self.files.wrote(node, max(node.size, off + n, st.size()))
         return n
 
     @_handler

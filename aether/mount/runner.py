@@ -174,6 +174,8 @@ async def _report(ops: Operations, cache: BlobCache, st: mount_state.MountState)
         st.open_files = len(ops.files.handles)
         st.requests = ops.requests
         st.conflicts = ops.files.conflicts
+        st.chunk_bytes_sent = ops.files.chunk_bytes_sent
+        st.chunk_bytes_skipped = ops.files.chunk_bytes_skipped
         try:
             st.write()
         except Exception as exc:  # a full disk must not end the mount

@@ -65,6 +65,10 @@ class MountState:
     open_files: int = 0
     requests: int = 0
     conflicts: int = 0
+    # Bytes of large files uploaded by chunks, and those not sent because the
+    # daemon had the chunks already.
+    chunk_bytes_sent: int = 0
+    chunk_bytes_skipped: int = 0
     log: str = ""
     error: str = ""
     started: float = field(default_factory=time.time)

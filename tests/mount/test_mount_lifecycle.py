@@ -102,11 +102,10 @@ def test_a_killed_mount_is_listed_dead_and_umount_clears_it(mounts, sdk):
     assert json.loads(run_aether(mounts.env, "mounts", "--json").stdout) == []
 
 
-def test_large_files_move_in_pieces(mounts, sdk):
-    """Uploads past the piece size are a PUT plus chained range writes to a
-    hidden temporary, renamed into place; downloads are ranged reads (pieces
-    made small here so the test stays quick)."""
-    mounts.env["AETHER_MOUNT_UPLOAD_PIECE"] = str(3 << 20)
+def test_large_files_move_by_chunks_and_in_pieces(mounts, sdk):
+    """A large file goes up by chunks (those the daemon lacks, then one write
+    of the chunk list) and comes down as ranged reads (pieces made small here
+    so the test stays quick)."""
     mounts.env["AETHER_MOUNT_DOWNLOAD_PIECE"] = str(2 << 20)
     s = sdk.create_session(name="pieces").id
     data = os.urandom((10 << 20) + 12345)
@@ -115,8 +114,10 @@ def test_large_files_move_in_pieces(mounts, sdk):
     settle(mnt)
     assert bytes(sdk.read_file(s, "big.bin").data) == data
     log = mounts.log(mnt)
-    assert log.count("HTTP Request: PATCH") == 3, log  # 3 MiB PUT, then 3+3+1 MiB
-    assert log.count("fs:rename") == 1 and [e.path for e in sdk.iter_tree(s, "")] == ["big.bin"]
+    assert log.count("/chunks:missing") == 1, log
+    assert log.count("/chunks \"") >= 1, log  # the 11 chunks, in requests of up to 16
+    assert "PUT" not in "".join(line for line in log.splitlines() if "big.bin" in line)
+    assert [e.path for e in sdk.iter_tree(s, "")] == ["big.bin"]
     # a second mount with an empty cache downloads it in pieces
     mounts.env["AETHER_MOUNT_CACHE_DIR"] = str(mounts.base / "cache2")
     other = mounts.mount(s, "pieces2")

@@ -208,37 +208,33 @@ def test_mount_behaves_like_a_native_directory(module_mounts, sdk, tmp_path):
               examples=int(os.environ.get("AETHER_MODEL_EXAMPLES", "60")), steps=25)
 
 
-# Pieces and thresholds scaled down ~30,000 times so that files of a few KiB
-# take every write-back path: one request, a hidden temporary built from
-# pieces, a range write of the changed span, and a span wider than a piece
-# (a copy of the file patched piece by piece).
-SMALL_PIECE = 4096
-SMALL_RANGE_MIN = 8192
+# Sizes and offsets around the daemon's 1 MiB chunk, so that write-backs take
+# both paths: inline in a batch (a file of one chunk or less) and by chunks
+# (larger: only the chunks the daemon lacks are uploaded), including edits that
+# touch one chunk of several and truncations across a chunk boundary.
+CHUNK = 1 << 20
 # Fewer names, half of the picks at the top: more operations reach a file that
 # exists (and is large), fewer fail on a missing directory.
-PIECE_PATHS = st.one_of(st.sampled_from(["a", "b"]), st.sampled_from(["a/a", "a/b", "b/a"]))
-# Runs of a byte pattern: sizes up to 3 pieces, cheap to generate and shrink.
-PIECE_DATA = st.one_of(
+CHUNK_PATHS = st.one_of(st.sampled_from(["a", "b"]), st.sampled_from(["a/a", "a/b", "b/a"]))
+# Runs of a byte pattern: cheap to generate and shrink.
+CHUNK_DATA = st.one_of(
     DATA,
     st.builds(lambda pattern, n: pattern * n, st.binary(min_size=1, max_size=7),
               st.integers(min_value=0, max_value=2000)),
 )
 
 
-def test_mount_behaves_like_a_native_directory_across_piece_sizes(mounts, sdk, tmp_path):
-    mounts.env["AETHER_MOUNT_UPLOAD_PIECE"] = str(SMALL_PIECE)
-    mounts.env["AETHER_MOUNT_RANGE_WRITE_MIN"] = str(SMALL_RANGE_MIN)
-    session = sdk.create_session(name="model-pieces").id
-    mnt = mounts.mount(session, "model-pieces")
+def test_mount_behaves_like_a_native_directory_across_chunk_sizes(mounts, sdk, tmp_path):
+    session = sdk.create_session(name="model-chunks").id
+    mnt = mounts.mount(session, "model-chunks")
     native = tmp_path / "native"
     native.mkdir()
-    run_model(mnt, sdk, session, native, paths=PIECE_PATHS, data=PIECE_DATA,
-              offsets=st.integers(min_value=0, max_value=5 * SMALL_PIECE),
-              sizes=st.integers(min_value=0, max_value=6 * SMALL_PIECE),
-              examples=int(os.environ.get("AETHER_MODEL_PIECE_EXAMPLES", "25")), steps=20)
-    # The multi-piece path was taken (the mount logs each request it sends);
-    # the rarer wide span is covered for certain in test_mount_writeback.py.
-    assert ".aether-upload-" in mounts.log(mnt), "no multi-piece write-back happened"
+    run_model(mnt, sdk, session, native, paths=CHUNK_PATHS, data=CHUNK_DATA,
+              offsets=st.integers(min_value=0, max_value=3 * CHUNK),
+              sizes=st.integers(min_value=0, max_value=3 * CHUNK),
+              examples=int(os.environ.get("AETHER_MODEL_CHUNK_EXAMPLES", "20")), steps=15)
+    # The chunked path was taken (the mount logs each request it sends).
+    assert "/chunks:missing" in mounts.log(mnt), "no write-back by chunks happened"
 
 
 pytestmark = pytest.mark.timeout(240)

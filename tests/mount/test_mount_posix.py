@@ -8,7 +8,7 @@ import stat
 
 import pytest
 import xattr
-from mount_helpers import settle, settled, wait_for
+from mount_helpers import settled, wait_for
 
 from aether.errors import NotFound
 
@@ -247,37 +247,6 @@ def test_many_files_in_one_directory(mnt, d):
     for i in range(200):
         os.unlink(d / f"n{i}")
     assert os.listdir(d) == []
-
-
-def test_small_change_to_a_large_file_sends_only_the_changed_span(
-        sdk, session, mnt, d, module_mounts):
-    data = bytearray(os.urandom(6 << 20))
-    f = d / "large.bin"
-    f.write_bytes(data)
-    settle(mnt)  # each change below is sent by itself (not merged with this one)
-    path = rel(mnt, f)
-
-    def requests() -> list[str]:
-        return [line for line in module_mounts.log(mnt).splitlines()
-                if "HTTP Request: P" in line and path in line]
-
-    before = len(requests())
-    with open(f, "r+b") as fh:  # an edit in the middle
-        fh.seek(3 << 20)
-        fh.write(b"EDITED")
-    data[3 << 20:(3 << 20) + 6] = b"EDITED"
-    settle(mnt)
-    with open(f, "ab") as fh:  # an append
-        fh.write(b"tail")
-    data += b"tail"
-    assert daemon_bytes(sdk, session, mnt, path) == bytes(data)
-    sent = requests()[before:]
-    assert len(sent) == 2 and all("PATCH" in line for line in sent), sent
-    with open(f, "r+b") as fh:  # a shrink: the whole file goes
-        fh.truncate(1 << 20)
-    assert daemon_bytes(sdk, session, mnt, path) == bytes(data[:1 << 20])
-    # (whole: 1 MiB is small enough to go inline in a batch, POST fs:apply)
-    assert not any("PATCH" in line for line in requests()[before + 2:])
 
 
 def test_no_setuid_or_devices_from_a_session(sdk, session, mnt, d):

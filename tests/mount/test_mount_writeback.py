@@ -15,13 +15,12 @@ import subprocess
 import threading
 import time
 
+import blake3
 import pytest
 import xattr
 from mount_helpers import have, run_aether, settle, wait_for
 
-PIECE = 256 << 10
-RANGE_MIN = 1 << 20
-TEMP = ".aether-upload-"
+from aether import pb
 
 
 @pytest.fixture(scope="module")
@@ -31,19 +30,17 @@ def session(sdk):
 
 @pytest.fixture(scope="module")
 def mnt(module_mounts, session):
-    module_mounts.env["AETHER_MOUNT_UPLOAD_PIECE"] = str(PIECE)
-    module_mounts.env["AETHER_MOUNT_RANGE_WRITE_MIN"] = str(RANGE_MIN)
     return module_mounts.mount(session, "wb")
 
 
-def mount_pid(env, mnt) -> int:
+def mount_info(env, mnt) -> dict:
     items = json.loads(run_aether(env, "mounts", "--json").stdout)
-    return next(m["pid"] for m in items if m["mountpoint"] == str(mnt))
+    return next(m for m in items if m["mountpoint"] == str(mnt))
 
 
-def peak_rss(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        return next(int(line.split()[1]) << 10 for line in f if line.startswith("VmHWM:"))
+def chunk_uploads(mounts, mnt) -> int:
+    """Chunk upload requests the mount has made (its log has every request)."""
+    return sum('/chunks "' in line for line in mounts.log(mnt).splitlines())
 
 
 def names(sdk, session, directory: str) -> list[str]:
@@ -77,77 +74,52 @@ def write_in_background(path, data: bytes,
     return t, errors
 
 
-def watch_upload(sdk, session, directory: str, thread, on_temp, check=None) -> str:
-    """Poll the daemon while `thread` runs; call on_temp(name) once, when an
-    upload temporary shows in `directory`; return its name."""
-    seen = ""
-    deadline = time.monotonic() + 60
-    while thread.is_alive() and time.monotonic() < deadline:
-        if check is not None:
-            check()
-        temps = [n for n in names(sdk, session, directory) if TEMP in n]
-        if temps and not seen:
-            seen = temps[0]
-            on_temp(seen)
-        time.sleep(0.002)
-    thread.join(timeout=60)
-    return seen
-
-
-def test_a_large_write_back_never_shows_a_partial_file_and_a_failed_one_changes_nothing(
-        sdk, session, mnt, module_mounts):
-    sdk.mkdir(session, "fail")
+def test_a_large_write_back_is_all_or_nothing_and_a_refused_one_changes_nothing(
+        sdk, module_mounts):
+    """Chunks go up first, then one conditional write of the chunk list: the
+    daemon shows the old file until that write, and a write it refuses (a
+    quota here) changes nothing. The content stays staged and dirty; the next
+    fsync sends it, and the chunks already uploaded are not sent again."""
+    s = sdk.create_session(name="refused-large", policy=pb.SessionPolicy(max_bytes=4 << 20)).id
     old = os.urandom(1 << 20)
-    put(sdk, session, "fail/big.bin", old, mnt)
-    old_hash = sdk.stat(session, "fail/big.bin").hash
-    f = mnt / "fail" / "big.bin"
+    sdk.write_file(s, "big.bin", old)
+    old_hash = sdk.stat(s, "big.bin").hash
+    m = module_mounts.mount(s, "refused-large")
+    f = m / "big.bin"
     assert f.read_bytes() == old
-    new = os.urandom(12 << 20)  # 48 pieces
+    new = os.urandom(12 << 20)  # over the quota
 
-    seen_hashes: set[str] = set()
-    shown_in_mount: list[str] = []
-
-    def check() -> None:
-        seen_hashes.add(sdk.stat(session, "fail/big.bin").hash)
-        shown_in_mount.extend(n for n in os.listdir(f.parent) if TEMP in n)
-
-    def intrude(name: str) -> None:
-        # someone else writes to the temporary: the next piece fails, midway
-        sdk.write_file(session, f"fail/{name}", b"intruder")
-
+    seen: set[str] = set()
     t, errors = write_in_background(f, new)
-    temp = watch_upload(sdk, session, "fail", t, intrude, check)
-    # while it was sent, and after it failed, the daemon showed the old file
-    assert seen_hashes == {old_hash}
-    assert temp, "the upload did not go through a temporary"
-    assert temp.startswith(".big.bin" + TEMP)
-    assert [e.errno for e in errors] == [errno.EIO]  # the fsync reports it
-    assert bytes(sdk.read_file(session, "fail/big.bin").data) == old
-    assert names(sdk, session, "fail") == ["big.bin"]  # the temporary is gone
-    assert shown_in_mount == []  # and the mount never listed it
-    # the local version stays, dirty, and the next fsync writes it back
-    assert f.read_bytes() == new
+    while t.is_alive():
+        seen.add(sdk.stat(s, "big.bin").hash)
+        time.sleep(0.002)
+    t.join()
+    assert seen == {old_hash}  # never a partial file
+    assert [e.errno for e in errors] == [errno.ENOSPC]  # the fsync reports the refusal
+    assert bytes(sdk.read_file(s, "big.bin").data) == old
+    assert names(sdk, s, "") == ["big.bin"]
+    assert f.read_bytes() == new  # the local version stays, dirty
     assert xattr.getxattr(str(f), "user.aether.state") == b"dirty"
 
-    pid = mount_pid(module_mounts.env, mnt)
-    peak = peak_rss(pid)
+    sdk.update_session(s, policy=pb.SessionPolicy(max_bytes=64 << 20))
+    uploads = chunk_uploads(module_mounts, m)
     fd = os.open(f, os.O_RDWR)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
-    assert bytes(sdk.read_file(session, "fail/big.bin").data) == new
-    assert names(sdk, session, "fail") == ["big.bin"]
+    assert bytes(sdk.read_file(s, "big.bin").data) == new
     assert xattr.getxattr(str(f), "user.aether.state") == b"clean"
-    # streamed from the staging file: the mount never held the 12 MiB at once
-    assert peak_rss(pid) - peak < 6 << 20, (peak, peak_rss(pid))
+    assert chunk_uploads(module_mounts, m) == uploads  # its chunks were there already
 
 
 @pytest.mark.parametrize("existing", [True, False], ids=["changed", "created"])
-def test_a_large_write_back_that_loses_keeps_its_upload_as_the_conflict_copy(
+def test_a_large_write_back_that_loses_keeps_a_conflict_copy_without_sending_it_again(
         sdk, session, mnt, module_mounts, existing):
-    """The last step is conditional: on the hash the mount saw (a file that
-    existed), or on the name being free (a file created in the mount)."""
+    """The write of the chunk list is conditional: on the hash the mount saw
+    (a file that existed), or on the name being free (a file created in the
+    mount). The conflict copy is written from the chunks already uploaded."""
     d = f"lose-{existing}"
     sdk.mkdir(session, d)
     f = mnt / d / "big.bin"
@@ -157,50 +129,87 @@ def test_a_large_write_back_that_loses_keeps_its_upload_as_the_conflict_copy(
     else:
         assert wait_for(lambda: (mnt / d).is_dir())[0]
     new = os.urandom(4 << 20)
-    api = b"written through the API during the upload"
-
-    # (a file created here is not in the daemon until its close writes it back)
-    t, errors = write_in_background(f, new, "r+b" if existing else "wb")
-    temp = watch_upload(sdk, session, d, t,
-                        lambda _: sdk.write_file(session, f"{d}/big.bin", api))
-    assert temp and errors == []  # a conflict is not an error: both versions are kept
-    # the rename is conditional: the API's version stays
+    api = b"written through the API before the mount's write-back"
+    with open(f, "r+b" if existing else "wb") as fh:
+        fh.write(new)
+        fh.flush()  # staged in the mount; nothing sent before the fsync
+        sdk.write_file(session, f"{d}/big.bin", api)
+        uploads = chunk_uploads(module_mounts, mnt)
+        os.fsync(fh.fileno())  # a conflict is not an error: both versions are kept
     assert bytes(sdk.read_file(session, f"{d}/big.bin").data) == api
     listed = names(sdk, session, d)
     copies = [n for n in listed if ".conflict-" in n]
     assert len(copies) == 1 and len(listed) == 2, listed
     assert bytes(sdk.read_file(session, f"{d}/{copies[0]}").data) == new
-    # the conflict copy is the uploaded temporary, renamed: not sent again
-    puts = [line for line in module_mounts.log(mnt).splitlines()
-            if "HTTP Request: PUT" in line and f"/{d}/" in line and TEMP in line]
-    assert len(puts) == 1, puts
-    assert not any(f"/{d}/{c}" in line for line in module_mounts.log(mnt).splitlines()
-                   for c in copies if "HTTP Request: P" in line)
+    assert chunk_uploads(module_mounts, mnt) == uploads + 1  # 4 MiB, once
     assert wait_for(lambda: f.read_bytes() == api)[0]
     assert (mnt / d / copies[0]).read_bytes() == new
 
 
-def test_a_wide_edit_of_a_large_file_patches_a_copy_and_renames_it(
-        sdk, session, mnt, module_mounts):
-    sdk.mkdir(session, "wide")
-    data = bytearray(os.urandom(3 << 20))
-    put(sdk, session, "wide/big.bin", bytes(data), mnt)
-    f = mnt / "wide" / "big.bin"
-    with open(f, "r+b") as fh:  # a span of 1 MiB: more than a piece, less than half
-        fh.seek(1 << 20)
+def test_an_edit_of_a_large_file_sends_only_the_chunks_it_touched(sdk, module_mounts):
+    session = sdk.create_session(name="edit").id  # a mount of its own: its counters
+    mnt = module_mounts.mount(session, "edit")
+    sdk.mkdir(session, "edit")
+    data = bytearray(os.urandom(6 << 20))
+    put(sdk, session, "edit/big.bin", bytes(data), mnt)
+    f = mnt / "edit" / "big.bin"
+    assert f.read_bytes() == data
+    before = {"chunk_bytes_sent": 0}
+    with open(f, "r+b") as fh:  # two edits in the fourth chunk
+        fh.seek((3 << 20) + 100)
         fh.write(b"A" * 1000)
-        fh.seek((2 << 20) - 1000)
+        fh.seek((4 << 20) - 1000)
         fh.write(b"B" * 1000)
-    data[1 << 20:(1 << 20) + 1000] = b"A" * 1000
-    data[(2 << 20) - 1000:2 << 20] = b"B" * 1000
+    data[(3 << 20) + 100:(3 << 20) + 1100] = b"A" * 1000
+    data[(4 << 20) - 1000:4 << 20] = b"B" * 1000
+    with open(f, "ab") as fh:  # and an append: a seventh chunk
+        fh.write(b"tail")
+    data += b"tail"
     settle(mnt)
-    assert bytes(sdk.read_file(session, "wide/big.bin").data) == bytes(data)
-    assert names(sdk, session, "wide") == ["big.bin"]
-    sent = [line for line in module_mounts.log(mnt).splitlines()
-            if "HTTP Request: P" in line and "/wide/" in line]
-    # no whole upload: the copy is made by the daemon, 4 pieces of the span follow
-    assert not any("PUT" in line for line in sent), sent
-    assert len(sent) == 4 and all(TEMP in line for line in sent), sent
+    assert bytes(sdk.read_file(session, "edit/big.bin").data) == bytes(data)
+    assert names(sdk, session, "edit") == ["big.bin"]
+
+    def counted() -> bool:
+        now = mount_info(module_mounts.env, mnt)
+        return now["chunk_bytes_sent"] - before["chunk_bytes_sent"] == (1 << 20) + 4
+    # the fourth chunk and the new last one; the other five were not sent
+    # (the mount reports its counters every 2 s)
+    assert wait_for(counted, timeout=15)[0], (before, mount_info(module_mounts.env, mnt))
+
+
+def test_a_sparse_file_over_2_gib_moves_only_its_distinct_chunks(sdk, module_mounts):
+    """2.5 GiB, all zeros but its last bytes: past every 32-bit offset, and
+    sent as two distinct chunks (the daemon stores a chunk once)."""
+    session = sdk.create_session(name="huge").id  # a mount of its own: its counters
+    mnt = module_mounts.mount(session, "huge")
+    size = 5 << 29
+    f = mnt / "huge.bin"
+    before = {"chunk_bytes_sent": 0, "chunk_bytes_skipped": 0}
+    with open(f, "w+b") as fh:
+        fh.seek(size - 3)
+        fh.write(b"end")
+        fh.flush()
+        os.fsync(fh.fileno())
+        fh.seek(size - 5)  # read back through the mount (its staging file)
+        assert fh.read() == b"\0\0end"
+    assert os.stat(f).st_size == size
+    want = blake3.blake3()
+    zeros = bytes(1 << 24)
+    for _ in range((size - 3) // len(zeros)):
+        want.update(zeros)
+    want.update(bytes((size - 3) % len(zeros)) + b"end")
+    info = sdk.stat(session, "huge.bin")
+    assert (info.size, info.hash) == (size, want.hexdigest())
+    assert sdk.read_file(session, "huge.bin", offset=size - 10, length=10).data == \
+        bytes(7) + b"end"
+
+    def counted() -> bool:
+        now = mount_info(module_mounts.env, mnt)
+        sent = now["chunk_bytes_sent"] - before["chunk_bytes_sent"]
+        skipped = now["chunk_bytes_skipped"] - before["chunk_bytes_skipped"]
+        return 0 < sent <= 2 << 20 and sent + skipped == size
+    assert wait_for(counted, timeout=15)[0], mount_info(module_mounts.env, mnt)
+    os.unlink(f)
 
 
 def test_chmod_racing_a_remote_change_applies_to_the_new_content(sdk, session, mnt,
@@ -232,7 +241,6 @@ def test_a_refused_chmod_leaves_the_mode_as_the_daemon_has_it(sdk, module_mounts
     with pytest.raises(OSError) as exc:
         os.chmod(f, 0o600)
     assert exc.value.errno == errno.EROFS
-    time.sleep(1.2)  # past the kernel's attribute timeout: the mount answers
     assert stat.S_IMODE(os.stat(f).st_mode) == 0o644
     assert sdk.stat(s, "f").mode == 0o644
 
@@ -244,7 +252,7 @@ def test_evicted_cache_files_are_unlinked_off_the_fuse_thread(mounts, sdk):
     for name, data in blobs.items():
         sdk.write_file(s, name, data)
     mnt = mounts.mount(s, "evict", "--cache-size", "512K")
-    pid = mount_pid(mounts.env, mnt)
+    pid = mount_info(mounts.env, mnt)["pid"]
     out = mounts.base / "strace.out"
     tracer = subprocess.Popen(["strace", "-f", "-qq", "-e", "trace=unlink,unlinkat",
                                "-o", str(out), "-p", str(pid)])
