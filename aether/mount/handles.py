@@ -354,27 +354,33 @@ class Files:
         conditional on `if_match` (a hash, "*" or "!"): one request for a
         file of one chunk or less, else by chunks (`_send_chunked`)."""
         if size > CHUNK:
-            return await self._send_chunked(path, fd, size, if_match, mode)
+            return await self._send_chunked(path, fd, if_match, mode)
         # small files are read inline: a thread hop costs more than the read
         data = b"" if size == 0 else _pread_all(fd, size, 0) if size <= INLINE_READ_MAX \
             else await trio.to_thread.run_sync(_pread_all, fd, size, 0)
         return await self._echoed("file.written", path, self.bridge.write_file,
                                   path, data, if_match, mode)
 
-    async def _send_chunked(self, path: str, fd: int, size: int, if_match: str,
-                            mode: int) -> Entry:
+    async def _send_chunked(self, path: str, fd: int, if_match: str, mode: int) -> Entry:
         """Upload only the chunks the daemon lacks, then write the file as its
         list of chunks, in one conditional request: the file changes at once
         or not at all (never a partial file), an edit of a large file moves the
         chunks it touched, and a copy or a conflict copy moves nothing.
 
-        Chunks are hashed from the staging file; if it changes while they are
-        uploaded (a write came in), the daemon's hashes differ and it starts
-        over. A chunk freed by `aetherd gc` between the question and the write
-        (`missing_chunk`) is sent again."""
-        hashes = await trio.to_thread.run_sync(_chunk_hashes, fd, size)
-        for attempt in range(4):
-            missing = await self.bridge.missing_chunks(hashes)
+        The staging file may change meanwhile (writes and truncations do not
+        wait for a write-back): chunks are hashed from what it holds at each
+        attempt, and an attempt whose uploads do not match its hashes (the
+        daemon returns the hashes of what it got) starts over. What is written
+        is always one consistent version; if the file changed after it, the
+        node stays dirty (its data_gen moved on) and the next write-back sends
+        the rest. A chunk freed by `aetherd gc` between the question and the
+        write (`missing_chunk`) is sent again."""
+        for _attempt in range(6):
+            size = os.fstat(fd).st_size
+            hashes = await trio.to_thread.run_sync(_chunk_hashes, fd, size)
+            if hashes is None:
+                continue  # cut while it was hashed
+            missing = await self.bridge.missing_chunks(hashes) if hashes else set()
             i = 0
             changed = False
             while i < len(hashes) and not changed:
@@ -392,23 +398,26 @@ class Files:
                     j += 1
                 lo, hi = i * CHUNK, min(j * CHUNK, size)
                 data = await trio.to_thread.run_sync(_pread_all, fd, hi - lo, lo)
+                if len(data) != hi - lo:
+                    changed = True  # cut meanwhile
+                    break
                 stored = await self.bridge.put_chunks(data)
                 self.chunk_bytes_sent += len(data)
                 if stored != hashes[i:j]:
-                    changed = True  # written to meanwhile: hash it again
+                    changed = True  # written to meanwhile
                 missing -= run
                 i = j
             if changed:
-                hashes = await trio.to_thread.run_sync(_chunk_hashes, fd, size)
                 continue
             try:
                 return await self._echoed("file.written", path, self.bridge.write_chunks,
                                           path, hashes, if_match, mode)
             except RemoteError as exc:
-                if "missing_chunk" not in exc.details or attempt == 3:
+                if "missing_chunk" not in exc.details:
                     raise
                 log.info("a chunk of %s was freed before its write; sending it again", path)
-        raise OSError(errno.EIO, f"{path}: could not send its chunks")
+        raise OSError(errno.EAGAIN, f"{path} kept changing while it was sent; it stays dirty "
+                      "and is sent again")
 
     # ---- write-back
 
@@ -698,10 +707,14 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
-def _chunk_hashes(fd: int, size: int) -> list[str]:
+def _chunk_hashes(fd: int, size: int) -> list[str] | None:
     """The daemon's chunk hashes of the first `size` bytes of `fd`: BLAKE3 of
-    each 1 MiB piece (off the trio thread)."""
+    each 1 MiB piece (off the trio thread); None if the file is shorter now."""
     out = []
     for off in range(0, size, CHUNK):
-        out.append(blake3.blake3(_pread_all(fd, min(CHUNK, size - off), off)).hexdigest())
+        want = min(CHUNK, size - off)
+        piece = _pread_all(fd, want, off)
+        if len(piece) != want:
+            return None
+        out.append(blake3.blake3(piece).hexdigest())
     return out
