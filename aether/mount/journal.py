@@ -13,15 +13,15 @@ everything journalled before them is answered by the daemon, and report a
 change that failed there (its errno, once). A close does not wait: as on
 NFS or any write-back cache, a write-back error after close is logged and
 reported by the next fsync. Content is never lost on such an error: the file
-stays dirty in its staging file and is sent again with its next close, fsync
-or at unmount.
+stays dirty in its staging file and is sent again by the next fsync, the next
+change to it, or at unmount (a close alone does not retry it).
 
 Order is what makes this equivalent to sending each change when it happens:
 batches go one at a time, ops in journal order, and each op carries the path
 it had when it was journalled. A file's content is captured when its write
 is journalled (a copy of the staging file up to `INLINE_MAX`; larger files
 are read from the staging file when their turn comes and go through the
-single-file path in handles.py, which splits them into pieces). A second close
+single-file path in handles.py, which sends them by chunks). A second close
 of a file whose write has not left yet replaces that write's content instead
 of adding another. A file created and unlinked before its write left is
 never sent at all.

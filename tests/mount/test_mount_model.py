@@ -182,10 +182,10 @@ def run_model(mnt: Path, sdk, session: str, native_base: Path, *, paths, data, o
             assert snapshot(self.m) == snapshot(self.n)
 
         def teardown(self):
-            # Everything was closed; once settled, everything is written back: the daemon
-            # holds exactly what the native directory does (directory modes
-            # changed after mkdir are kept by the mount only: docs/mount.md),
-            # and no upload temporary is left behind.
+            # Everything was closed; once settled (fsync of the directory),
+            # everything is written back: the daemon holds exactly what the
+            # native directory does (directory modes changed after mkdir are
+            # kept by the mount only: docs/mount.md).
             def no_dir_modes(snap):
                 return {k: ("dir",) if v[0] == "dir" else v for k, v in snap.items()}
             want = no_dir_modes(snapshot(self.n))
