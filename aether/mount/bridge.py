@@ -54,6 +54,7 @@ class RemoteError(OSError):
         super().__init__(err, f"{cause.code}: {cause.message}")
         self.code = cause.code
         self.details = dict(getattr(cause, "details", None) or {})
+        self.ambiguous = False  # sent, but no answer: maybe applied
 
 
 class ConflictError(RemoteError):
@@ -189,7 +190,12 @@ class Bridge:
                     await trio.sleep(delay)
                     delay = min(delay * 2, 1.0)
                     continue
-                raise RemoteError(errno_for(exc), exc) from None
+                err = RemoteError(errno_for(exc), exc)
+                # A change whose request may have reached the daemon: whether it
+                # was applied is unknown, so it must not simply be sent again.
+                err.ambiguous = transport and not read and not isinstance(
+                    exc.__cause__, httpx.ConnectError | httpx.ConnectTimeout)
+                raise err from None
 
     # ---- reads
 

@@ -36,6 +36,8 @@ log = logging.getLogger("aether.mount.coherence")
 ECHO_TTL = 30.0
 ECHO_LIMIT = 100_000
 COALESCE_SECONDS = 0.01
+# Not a daemon event: the journal asking for a directory to be listed again.
+REFRESH = "mount.refresh"
 # Events that say nothing about files.
 _IGNORED_PREFIXES = ("checkpoint.", "commit.", "cache.", "comment.", "annotation.",
                      "approval.", "session.created", "session.updated", "session.forked")
@@ -235,9 +237,20 @@ class Coherence:
         self.cursor = cursor
         self.applied = 0
         self.connected = False
+        self._send: trio.MemorySendChannel[Event] | None = None
+
+    def request_refresh(self, path: str) -> None:
+        """List a directory again soon (from this task, after the journal's
+        changes concerning it), as if an event had named something in it."""
+        if self._send is not None:
+            try:
+                self._send.send_nowait(Event(0, REFRESH, path))
+            except trio.WouldBlock:
+                log.warning("too many events queued; /%s is not listed again", path)
 
     async def run(self) -> None:
         send, recv = trio.open_memory_channel[Event](100_000)
+        self._send = send
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._follow, send)
             nursery.start_soon(self._apply, recv)
@@ -281,6 +294,8 @@ class Coherence:
     def _dirs_for(self, ev: Event) -> tuple[set[str], bool]:
         """The directories an event asks to refresh, and whether it asks for all."""
         t = ev.type
+        if t == REFRESH:
+            return {ev.path}, False
         if t.startswith(_IGNORED_PREFIXES):
             return set(), False
         if t in ("session.restored", "import.completed"):
@@ -313,16 +328,15 @@ class Coherence:
         for path in sorted(dirs, key=lambda p: (p.count("/"), p)):
             await self.refresh(path)
 
-    async def refresh(self, path: str, *, settle: bool = True) -> None:
-        """List a loaded directory again and merge what changed (after the
-        journal has delivered this mount's own changes, unless `settle` is
-        False: the journal itself relisting after a refused change)."""
+    async def refresh(self, path: str) -> None:
+        """List a loaded directory again and merge what changed, after the
+        journal has delivered this mount's own changes concerning it."""
         for _ in range(5):
             d = self.table.find(path)
             if d is None or d.kind != DIR or d.children is None:
                 return  # nothing of it is cached here, so nothing can be stale
             gen = d.dir_gen
-            if settle and self.journal is not None:
+            if self.journal is not None:
                 await self.journal.settle(path)
             try:
                 entries = await self.bridge.list_dir(path)

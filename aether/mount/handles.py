@@ -233,7 +233,8 @@ class Files:
         for c in parent.children.values():
             if len(batch) >= PREFETCH_FILES or size >= PREFETCH_BYTES:
                 break
-            if c is node or c.kind != FILE or c.dirty or not c.remote or c.ino in self._fetching:
+            if c is node or c.kind != FILE or c.dirty or not c.remote or c.ino in self._fetching \
+                    or (self.journal is not None and self.journal.pending(c)):
                 continue
             if not c.hash or c.hash == EMPTY_HASH or c.size > PREFETCH_FILE_MAX \
                     or self.cache.has(c.hash):
@@ -246,10 +247,14 @@ class Files:
         for c in batch[1:]:
             waiting[c.ino] = self._fetching[c.ino] = trio.Event()
         try:
-            if self.journal is not None:
-                await self.journal.settle(self.table.path(parent))
+            if self.journal is not None:  # (the siblings have nothing journalled)
+                await self.journal.settle(self.table.path(node))
             paths = [self.table.path(c) for c in batch]
-            got = await self.bridge.read_files(paths)
+            try:
+                got = await self.bridge.read_files(paths)
+            except RemoteError as exc:
+                log.debug("prefetch of %d files failed (%s); reading one", len(paths), exc)
+                return False
             written = await trio.to_thread.run_sync(self._write_tmps, got)
             fetched = {}
             for path, tmp, content_hash, length in written:
@@ -370,10 +375,11 @@ class Files:
         The staging file may change meanwhile (writes and truncations do not
         wait for a write-back): chunks are hashed from what it holds at each
         attempt, and an attempt whose uploads do not match its hashes (the
-        daemon returns the hashes of what it got) starts over. What is written
-        is always one consistent version; if the file changed after it, the
-        node stays dirty (its data_gen moved on) and the next write-back sends
-        the rest. A chunk freed by `aetherd gc` between the question and the
+        daemon returns the hashes of what it got) starts over. If the file
+        changed while it was hashed, what is written can mix chunks from before
+        and after that change (the daemon shows it until the next write-back);
+        the node stays dirty (its data_gen moved on), so the next write-back
+        sends the file as it is then. A chunk freed by `aetherd gc` between the question and the
         write (`missing_chunk`) is sent again."""
         for _attempt in range(6):
             size = os.fstat(fd).st_size

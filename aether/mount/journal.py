@@ -33,7 +33,9 @@ finds exactly its own content, as after a retried batch) count as success;
 anything else is logged, remembered for the next `sync()`, and the
 directories involved are listed again so the mount shows the daemon's truth
 again. A batch that cannot reach the daemon at all is retried as it is, with
-back-off, until it can (a daemon restart is a pause).
+back-off, until it can (a daemon restart is a pause); one that may have
+reached it without an answer is reported failed instead of being resent
+(renames and symlinks are not idempotent).
 """
 
 from __future__ import annotations
@@ -73,6 +75,7 @@ BATCH_BYTES = 16 << 20
 # Back-pressure: handlers wait while this much is journalled and not sent.
 MAX_PENDING_OPS = 20_000
 MAX_PENDING_BYTES = 128 << 20
+ERRORS_KEPT = 1000
 
 WRITE, DELETE, MKDIR, RMDIR, RENAME, SYMLINK = (
     "write", "delete", "mkdir", "rmdir", "rename", "symlink")
@@ -133,9 +136,12 @@ class Journal:
         self.send_file: Callable[[Node, str], Awaitable[None]] | None = None
         self.lost_race: Callable[[Node], Awaitable[None]] | None = None
         self.written: Callable[[Node, Entry, int], None] | None = None
-        self.relist: Callable[[str], Awaitable[None]] | None = None
-        # May this file's content go inline in a batch? (handles.py says no for
-        # files it would rather send as a range write.)
+        # Asks coherence to list a directory again once the journal's changes
+        # concerning it have arrived (never from here: a listing taken while
+        # later changes are still queued would undo them in the mount's view).
+        self.relist: Callable[[str], None] | None = None
+        # May this file's content go inline in a batch? (handles.py: up to one
+        # chunk; larger files go by chunks.)
         self.inline: Callable[[Node, int], bool] = lambda node, size: size <= INLINE_MAX
         self._log: deque[Op] = deque()
         self._unsent_writes: dict[int, Op] = {}  # ino -> its write not yet sent
@@ -186,10 +192,10 @@ class Journal:
         if self._queued.get(node.ino) == (node.data_gen, node.mode) and (
                 not again or self._ops_of[node.ino]):
             return  # journalled already (and, with `again`, still on its way)
-        self._queued[node.ino] = (node.data_gen, node.mode)
         path = self.table.path(node)
         size = st.size()
         data = _pread_all(st.fd, size) if self.inline(node, size) else None
+        self._queued[node.ino] = (node.data_gen, node.mode)
         op = self._unsent_writes.get(node.ino)
         if op is not None and op.path == path:
             self._bytes += len(data or b"") - len(op.data or b"")
@@ -208,14 +214,13 @@ class Journal:
         if node.remote or self._sent_of[node.ino]:
             return False
         op = self._unsent_writes.get(node.ino)
-        if op is not None:
-            if op.path != path:
-                return False  # it moved meanwhile: the daemon will see it
-            del self._unsent_writes[node.ino]
-            self._drop(op)
-        # Earlier writes under other paths were followed by renames to `path`
-        # (still journalled): then the daemon will hear of it after all.
-        return self._ops_of[node.ino] == 0
+        if op is None:
+            return self._ops_of[node.ino] == 0
+        if op.path != path or self._ops_of[node.ino] != 1:
+            return False  # renames of it are journalled too: let them all go
+        del self._unsent_writes[node.ino]
+        self._drop(op)
+        return True
 
     def _drop(self, op: Op) -> None:
         op.dropped = True
@@ -233,8 +238,8 @@ class Journal:
     def rmdir(self, path: str) -> None:
         self._append(Op(RMDIR, path))
 
-    def rename(self, src: str, dst: str, overwrite: bool) -> None:
-        self._append(Op(RENAME, src, dst=dst, overwrite=overwrite))
+    def rename(self, src: str, dst: str, overwrite: bool, node: Node | None = None) -> None:
+        self._append(Op(RENAME, src, node, dst=dst, overwrite=overwrite))
 
     def symlink(self, path: str, target: str) -> None:
         self._append(Op(SYMLINK, path, target=target))
@@ -345,10 +350,12 @@ class Journal:
                 log.exception("sending %d change(s) failed", len(batch))
                 for op in batch:
                     self._failed(op, OSError(errno.EIO, f"sending {op.kind} {op.path} failed"))
-                await self._relist_for(batch)
+                self._relist_for(batch)
         finally:
             for node in locked:
                 node.lock.release()
+                if node.unlinked:  # a forget that came meanwhile could not free it
+                    self.table.maybe_drop(node)
         self._unreachable_since = None
         for _ in batch:
             op = self._log.popleft()
@@ -415,8 +422,10 @@ class Journal:
             if op.kind == WRITE:
                 node = op.node
                 assert node is not None and op.data is not None
-                if node.unlinked or op.dropped:
-                    continue  # deleted locally since: nothing to send
+                if op.dropped:
+                    continue
+                # (sent even if unlinked since: a rename journalled after it may
+                # name its path; a delete after it removes it again)
                 # A second write of the same file in one batch (it was renamed in
                 # between) is conditional on the first: if that one lost a race,
                 # so does this one, instead of overwriting the winner.
@@ -444,7 +453,7 @@ class Journal:
             # token): every op failed with it.
             for op in live:
                 self._failed(op, exc)
-            await self._relist_for(live)
+            self._relist_for(live)
             return
         self.batches += 1
         self.sent_ops += len(live)
@@ -453,20 +462,29 @@ class Journal:
         if len(results) != len(live):
             raise OSError(errno.EIO, f"aetherd answered {len(results)} results for "
                           f"{len(live)} changes")
+        failed_writes: set[int] = set()  # inos whose write in this batch failed
         for op, result in zip(live, results, strict=True):
             error = result.get("error")
             if error and error.get("code"):
                 self.echoes.cancel(_EVENTS[op.kind], op.event_path)
+                if op.kind == WRITE and op.node is not None:
+                    if op.node.ino in failed_writes:
+                        # chained on a write of it that failed: not a lost race
+                        self._failed(op, _remote_error(error))
+                        continue
+                    failed_writes.add(op.node.ino)
                 if not await self._op_failed(op, error):
                     stale.append(op)
             elif op.kind == WRITE:
                 self._wrote(op, file_entry(op.path, result.get("info") or {}))
-        await self._relist_for(stale)
+        self._relist_for(stale)
 
     def _wrote(self, op: Op, entry: Entry) -> None:
         assert op.node is not None and self.written is not None
         if op.node.data_gen == op.gen:
             self._queued.pop(op.node.ino, None)
+            if self._errors:  # an earlier failure of it is healed: not to report
+                self._errors = [e for e in self._errors if e[1] is not op.node]
         self.written(op.node, entry, op.gen)
 
     async def _op_failed(self, op: Op, detail: dict[str, Any]) -> bool:
@@ -496,12 +514,12 @@ class Journal:
                     try:
                         await self.lost_race(node)
                     except OSError as exc:  # e.g. its directory is gone as well
-                        self._errors.append((op.seq, node, exc))
+                        self._record((op.seq, node, exc))
                 return True
             exc = _remote_error(detail)
             log.warning("write-back of %s failed (%s); its content stays staged and is "
                         "sent again on the next fsync, change or unmount", op.path, exc.strerror)
-            self._errors.append((op.seq, node, exc))
+            self._record((op.seq, node, exc))
             return True
         if (op.kind in (DELETE, RMDIR) and code == "not_found") or \
                 (op.kind == MKDIR and code == "already_exists"):
@@ -510,14 +528,20 @@ class Journal:
         what = f"{op.path} -> {op.dst}" if op.kind == RENAME else op.path
         log.warning("%s %s failed at the daemon (%s); showing the session's version again",
                     op.kind, what, exc.strerror)
-        self._errors.append((op.seq, None, exc))
+        self._record((op.seq, None, exc))
         return False
+
+    def _record(self, failure: tuple[int, Node | None, OSError]) -> None:
+        """Remember a failure for the next fsync that concerns it (the newest
+        ERRORS_KEPT: failures nobody fsyncs for must not pile up)."""
+        self._errors.append(failure)
+        del self._errors[:-ERRORS_KEPT]
 
     def _failed(self, op: Op, exc: OSError) -> None:
         log.warning("%s %s failed (%s)", op.kind, op.path, exc.strerror or exc)
-        self._errors.append((op.seq, op.node, exc))
+        self._record((op.seq, op.node, exc))
 
-    async def _relist_for(self, ops: list[Op]) -> None:
+    def _relist_for(self, ops: list[Op]) -> None:
         if self.relist is None:
             return
         dirs = set()
@@ -526,10 +550,7 @@ class Journal:
             if op.kind == RENAME:
                 dirs.add(op.dst.rpartition("/")[0])
         for d in sorted(dirs, key=lambda p: (p.count("/"), p)):
-            try:
-                await self.relist(d)
-            except OSError as exc:
-                log.debug("relisting /%s failed: %s", d, exc)
+            self.relist(d)
 
 
 class _Retry(Exception):
@@ -541,7 +562,7 @@ class _Retry(Exception):
 def _retryable(exc: OSError) -> bool:
     """The daemon could not be reached, or asked us to slow down: send the same
     batch again later."""
-    return isinstance(exc, RemoteError) and (
+    return isinstance(exc, RemoteError) and not exc.ambiguous and (
         exc.code == "unavailable" or "retry_after_seconds" in exc.details)
 
 

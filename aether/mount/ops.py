@@ -417,7 +417,7 @@ class Operations(pyfuse3.Operations):
         # Replace only what the daemon has (or will have, from the journal): a
         # file created meanwhile by someone else makes the rename fail instead.
         overwrite = dst is not None and (dst.remote or self.journal.pending(dst))
-        self.journal.rename(src_path, dst_path, overwrite)
+        self.journal.rename(src_path, dst_path, overwrite, src)
         if dst is not None:
             dst.dirty = False
             self.table.detach(dst)

@@ -18,7 +18,6 @@ the command line. Lifecycle:
 from __future__ import annotations
 
 import argparse
-import functools
 import logging
 import os
 import signal
@@ -127,7 +126,7 @@ async def _serve(cfg: MountConfig, st: mount_state.MountState) -> int:
                 if not cfg.at:
                     coherence = Coherence(bridge, ops.table, ops.notifier, ops.echoes, cursor,
                                           ops.journal)
-                    ops.journal.relist = functools.partial(coherence.refresh, settle=False)
+                    ops.journal.relist = coherence.request_refresh
                     nursery.start_soon(coherence.run)
                 if not read_only:
                     nursery.start_soon(ops.journal.run)

@@ -108,3 +108,23 @@ def test_fsync_reports_a_change_the_daemon_refused(sdk, session, mnt):
     finally:
         os.close(fd)
     os.fsync(os.open(mnt, os.O_RDONLY | os.O_DIRECTORY))  # reported once
+
+
+def test_lock_files_renamed_into_place_back_to_back(sdk, session, mnt):
+    """git's pattern (write index.lock, rename it over index), twice before
+    the flusher takes the first: both writes are sent, in order, and nothing
+    is reported as failed."""
+    d = mnt / "lock"
+    d.mkdir()
+    settle(mnt)
+    for i in range(3):
+        (d / "index.lock").write_text(f"version {i}")
+        os.rename(d / "index.lock", d / "index")
+    (d / "a").write_text("moved around")
+    os.rename(d / "a", d / "b")
+    os.rename(d / "b", d / "a")
+    os.unlink(d / "a")
+    settle(mnt)  # an fsync of the directories: no failure to report
+    settle(d)
+    assert [e.path for e in sdk.iter_tree(session, "lock")] == ["lock/index"]
+    assert sdk.read_file(session, "lock/index").data == b"version 2"
