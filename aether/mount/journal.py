@@ -275,7 +275,8 @@ class Journal:
         its files. As fsync(2) reports a file's write-back errors, not
         another's."""
         target = upto or self._seq
-        # Ops leave the log (in order) once answered, or when dropped unsent.
+        # Ops leave the log in order once their batch is answered (ops dropped
+        # unsent leave with the batch that skips them).
         while self._log and self._log[0].seq <= target:
             if self._unreachable_since is not None and \
                     trio.current_time() - self._unreachable_since > RETRY_SECONDS:
