@@ -29,12 +29,12 @@ import base64
 import os
 import sys
 import tempfile
-import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import httpx
-from _harness import check, machine_note, median, new_daemon
+from _harness import check, machine_note, median, new_daemon, timed
 from rich.console import Console
 from rich.table import Table
 
@@ -87,12 +87,6 @@ def delete_op(path: str, _data: bytes) -> dict:
     return {"delete": {"path": path}}
 
 
-def timed_ms(fn: Callable[..., None], *args: object) -> float:
-    t0 = time.perf_counter()
-    fn(*args)
-    return (time.perf_counter() - t0) * 1000.0
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--files", type=int, default=1000)
@@ -119,14 +113,14 @@ def main() -> int:
                     for name, write, delete, policy in ways:  # in turn: a slow spell hits all
                         files = {p: os.urandom(args.size) for p in paths(n)}
                         sid = new_session(http, **policy)
-                        write_ms[name].append(timed_ms(write, http, sid, files))
+                        write_ms[name].append(timed(partial(write, http, sid, files))[0])
                         manifest = check(http.get(f"/v1/sessions/{sid}/manifest",
                                                   params={"page_size": 10_000}), "manifest")
                         got = sum(1 for e in manifest.json()["entries"]
                                   if e["kind"] == "ENTRY_KIND_FILE")
                         if got != n:
                             raise RuntimeError(f"{name}: {got} files after the writes, not {n}")
-                        delete_ms[name].append(timed_ms(delete, http, sid, files))
+                        delete_ms[name].append(timed(partial(delete, http, sid, files))[0])
         finally:
             daemon.stop()
 

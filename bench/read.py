@@ -29,12 +29,12 @@ import base64
 import os
 import sys
 import tempfile
-import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import httpx
-from _harness import check, machine_note, median, new_daemon
+from _harness import check, machine_note, median, new_daemon, timed
 from rich.console import Console
 from rich.table import Table
 
@@ -100,12 +100,6 @@ def sdk_async_json(url: str, token: str) -> Callable[..., None]:
     return run
 
 
-def timed_ms(fn: Callable[..., None], *args: object) -> float:
-    t0 = time.perf_counter()
-    fn(*args)
-    return (time.perf_counter() - t0) * 1000.0
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--files", type=int, default=1000)
@@ -131,7 +125,7 @@ def main() -> int:
                 sid = fill(http, files)
                 for _run in range(args.runs):
                     for name, way in ways:  # in turn: a slow spell hits all
-                        ms[name].append(timed_ms(way, http, sid, files))
+                        ms[name].append(timed(partial(way, http, sid, files))[0])
         finally:
             daemon.stop()
 
