@@ -34,6 +34,7 @@ from aether import pb
 from aether.client import AsyncClient, Target, resolve
 from aether.client._base import error_from_response, seg
 from aether.errors import AetherError, Conflict, RangeNotSatisfiable
+from aether.mount.fileio import pwrite_all
 
 log = logging.getLogger("aether.mount.bridge")
 
@@ -258,7 +259,7 @@ class Bridge:
         for _attempt in range(5):
             r = await self._first_piece(path)
             content_hash, size = r.hash, r.size
-            await trio.to_thread.run_sync(_write_at, fd, r.data, 0)
+            await trio.to_thread.run_sync(pwrite_all, fd, r.data, 0)
             offset = len(r.data)
             changed = False
             while offset < size:
@@ -269,7 +270,7 @@ class Bridge:
                 if p.hash != content_hash or not p.data:
                     changed = True
                     break
-                await trio.to_thread.run_sync(_write_at, fd, p.data, offset)
+                await trio.to_thread.run_sync(pwrite_all, fd, p.data, offset)
                 offset += len(p.data)
             if not changed:
                 os.ftruncate(fd, size)
@@ -363,14 +364,6 @@ class Bridge:
                                     data.get("type", ""), data.get("path", ""),
                                     dict(data.get("attributes") or {}))
                     fields = {}
-
-
-def _write_at(fd: int, data: bytes, offset: int) -> None:
-    view = memoryview(data)
-    while view:
-        n = os.pwrite(fd, view, offset)
-        view = view[n:]
-        offset += n
 
 
 __all__ = ["Bridge", "ConflictError", "EMPTY_HASH", "Entry", "Event", "RemoteError",

@@ -50,8 +50,9 @@ from aether.mount.bridge import (
     RemoteError,
 )
 from aether.mount.cache import BlobCache
+from aether.mount.fileio import pread_all, pwrite_all
 from aether.mount.inodes import FILE, InodeTable, Node, now_ns
-from aether.mount.journal import INLINE_MAX, Journal
+from aether.mount.journal import Journal
 
 log = logging.getLogger("aether.mount.files")
 
@@ -133,7 +134,6 @@ class Files:
             journal.send_file = self.writeback
             journal.lost_race = self.lost_race
             journal.written = self._sent
-            journal.inline = self._inline
         self.cache = cache
         self.bridge = bridge
         self.conflict_tag = conflict_tag
@@ -284,7 +284,7 @@ class Files:
                 continue
             fd, tmp = self.cache.new_tmp()
             try:
-                _write_all(fd, data)
+                pwrite_all(fd, data, 0)
             finally:
                 os.close(fd)
             out.append((path, tmp, content_hash, len(data)))
@@ -361,8 +361,8 @@ class Files:
         if size > CHUNK:
             return await self._send_chunked(path, fd, if_match, mode)
         # small files are read inline: a thread hop costs more than the read
-        data = b"" if size == 0 else _pread_all(fd, size, 0) if size <= INLINE_READ_MAX \
-            else await trio.to_thread.run_sync(_pread_all, fd, size, 0)
+        data = b"" if size == 0 else pread_all(fd, size, 0) if size <= INLINE_READ_MAX \
+            else await trio.to_thread.run_sync(pread_all, fd, size, 0)
         return await self._echoed("file.written", path, self.bridge.write_file,
                                   path, data, if_match, mode)
 
@@ -403,7 +403,7 @@ class Files:
                     run.add(hashes[j])
                     j += 1
                 lo, hi = i * CHUNK, min(j * CHUNK, size)
-                data = await trio.to_thread.run_sync(_pread_all, fd, hi - lo, lo)
+                data = await trio.to_thread.run_sync(pread_all, fd, hi - lo, lo)
                 if len(data) != hi - lo:
                     changed = True  # cut meanwhile
                     break
@@ -435,12 +435,6 @@ class Files:
             assert self.journal is not None
             self.journal.write(node, again=again)
             await self.journal.room()
-
-    @staticmethod
-    def _inline(node: Node, size: int) -> bool:
-        """Files of up to one chunk go in the journal's batches; larger ones are
-        sent by chunks (only those the daemon lacks)."""
-        return size <= INLINE_MAX
 
     async def writeback(self, node: Node, at: str | None = None) -> None:
         """Send dirty content to the daemon now, as the file at `at` (its
@@ -692,34 +686,13 @@ class Files:
             pass  # not empty: changes that could not be written back
 
 
-def _pread_all(fd: int, length: int, offset: int) -> bytes:
-    # One pread is one allocation: a piece is held once, not twice (a regular
-    # file answers in full unless at its end; 2 GiB is Linux's cap per call).
-    data = os.pread(fd, length, offset)
-    if len(data) == length or not data:
-        return data
-    out = bytearray(data)
-    while len(out) < length:
-        piece = os.pread(fd, length - len(out), offset + len(out))
-        if not piece:
-            break
-        out += piece
-    return bytes(out)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-
-
 def _chunk_hashes(fd: int, size: int) -> list[str] | None:
     """The daemon's chunk hashes of the first `size` bytes of `fd`: BLAKE3 of
     each 1 MiB piece (off the trio thread); None if the file is shorter now."""
     out = []
     for off in range(0, size, CHUNK):
         want = min(CHUNK, size - off)
-        piece = _pread_all(fd, want, off)
+        piece = pread_all(fd, want, off)
         if len(piece) != want:
             return None
         out.append(blake3.blake3(piece).hexdigest())

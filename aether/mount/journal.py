@@ -63,6 +63,7 @@ from aether.mount.bridge import (
     file_entry,
 )
 from aether.mount.coherence import Echoes
+from aether.mount.fileio import pread_all
 from aether.mount.inodes import FILE, InodeTable, Node
 
 log = logging.getLogger("aether.mount.journal")
@@ -140,9 +141,6 @@ class Journal:
         # concerning it have arrived (never from here: a listing taken while
         # later changes are still queued would undo them in the mount's view).
         self.relist: Callable[[str], None] | None = None
-        # May this file's content go inline in a batch? (handles.py: up to one
-        # chunk; larger files go by chunks.)
-        self.inline: Callable[[Node, int], bool] = lambda node, size: size <= INLINE_MAX
         self._log: deque[Op] = deque()
         self._unsent_writes: dict[int, Op] = {}  # ino -> its write not yet sent
         # ino -> (data_gen, mode) of the newest content journalled (sent or not):
@@ -160,15 +158,9 @@ class Journal:
         # Failures not reported yet: (op seq, the file for a write or None, error).
         self._errors: list[tuple[int, Node | None, OSError]] = []
         self._unreachable_since: float | None = None
-        self.batches = 0
-        self.sent_ops = 0
 
     def __len__(self) -> int:
         return len(self._log)
-
-    @property
-    def pending_bytes(self) -> int:
-        return self._bytes
 
     # ---- journalling (no awaits: each call is atomic on the trio thread)
 
@@ -194,7 +186,8 @@ class Journal:
             return  # journalled already (and, with `again`, still on its way)
         path = self.table.path(node)
         size = st.size()
-        data = _pread_all(st.fd, size) if self.inline(node, size) else None
+        # up to one chunk inline; larger files go by chunks (handles.py)
+        data = pread_all(st.fd, size, 0) if size <= INLINE_MAX else None
         self._queued[node.ino] = (node.data_gen, node.mode)
         op = self._unsent_writes.get(node.ino)
         if op is not None and op.path == path:
@@ -267,7 +260,7 @@ class Journal:
             await self.sync(upto=target)
 
     async def sync(self, *, node: Node | None = None, directory: Node | None = None,
-                   deadline: float | None = None, upto: int = 0) -> None:
+                   upto: int = 0) -> None:
         """Wait until every op journalled so far (or up to `upto`) is answered.
         Then report (raise, once) a failure that concerns the caller: for
         `node` (an fsync of a file), its own write-backs; for `directory` (an
@@ -282,8 +275,6 @@ class Journal:
                     trio.current_time() - self._unreachable_since > RETRY_SECONDS:
                 raise OSError(errno.EIO, f"aetherd cannot be reached; {len(self._log)} "
                               "change(s) wait to be sent")
-            if deadline is not None and trio.current_time() > deadline:
-                raise OSError(errno.ETIMEDOUT, f"{len(self._log)} change(s) not sent in time")
             with trio.move_on_after(0.5):
                 await self._progress.wait()
         if node is None and directory is None:
@@ -456,8 +447,6 @@ class Journal:
                 self._failed(op, exc)
             self._relist_for(live)
             return
-        self.batches += 1
-        self.sent_ops += len(live)
         stale: list[Op] = []
         results = resp.get("results") or []
         if len(results) != len(live):
@@ -590,13 +579,3 @@ def _related(a: str, b: str) -> bool:
     if a == b or not a or not b:
         return True
     return a.startswith(b + "/") if len(a) > len(b) else b.startswith(a + "/")
-
-
-def _pread_all(fd: int, size: int) -> bytes:
-    data = os.pread(fd, size, 0)
-    while len(data) < size:
-        more = os.pread(fd, size - len(data), len(data))
-        if not more:
-            break
-        data += more
-    return data
