@@ -32,6 +32,7 @@ RPC_COMMANDS: dict[tuple[str, str], str] = {
     ("files", "rename"): "fs mv",
     ("files", "symlink"): "fs ln",
     ("files", "copy"): "fs cp",
+    ("files", "set_attributes"): "fs setattr",
     ("files", "patch_file"): "fs patch",
     ("files", "get_manifest"): "fs manifest",
     ("files", "list_changes"): "fs changes",

@@ -669,6 +669,18 @@ async def _symlink(w: World) -> Any:
     return link
 
 
+@effect("files", "set_attributes")
+async def _set_attributes(w: World) -> Any:
+    changed = await w.json("POST", "/fs:setattr", json={
+        "path": "top.txt", "mode": 0o600, "mtime": "2001-02-03T04:05:06Z",
+        "setXattrs": {"user.origin": base64.b64encode(b"\x00bin").decode()}})
+    info = await w.stat("top.txt")
+    assert (info["mode"], info["mtime"], info["xattrs"]) == (
+        0o600, "2001-02-03T04:05:06Z", {"user.origin": "AGJpbg=="})
+    assert await w.read("top.txt") == (200, b"top\n")
+    return changed
+
+
 @effect("files", "copy")
 async def _copy(w: World) -> Any:
     copied = await w.json("POST", "/fs:copy", json={"fromPath": "dir", "toPath": "dir2"})

@@ -48,6 +48,7 @@ FILE_FIELDS = [
     ("Target", lambda f: f.symlink_target or "-"),
     ("Modified", lambda f: fmt.when(f.mtime)),
     ("Extents", lambda f: _extents(f)),
+    ("Xattrs", lambda f: _xattrs(f)),
 ]
 
 SHOWN_EXTENTS = 8
@@ -426,6 +427,104 @@ def cp(
     out.done(f"Copied {src} -> {f.path or dst}.", f, f.path or dst)
 
 
+def _xattrs(f: Any) -> str:
+    return "\n".join(f"{name}={_xattr_value(v)}" for name, v in sorted(f.xattrs.items())) or "-"
+
+
+def _xattr_value(v: bytes) -> str:
+    """Text as text; anything else as base64 (what --set-base64 takes back)."""
+    try:
+        text = v.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and text.isprintable():
+        return repr(text)
+    import base64
+
+    return "base64:" + base64.b64encode(v).decode("ascii")
+
+
+def _name_value(option: str, item: str) -> tuple[str, str]:
+    name, eq, value = item.partition("=")
+    if not eq or not name:
+        raise typer.BadParameter(f"{item!r}: want NAME=VALUE", param_hint=f"'{option}'")
+    return name, value
+
+
+def _when(value: str) -> Any:
+    """ISO 8601 (a time without a zone is UTC), @SECONDS since the epoch, or now."""
+    from datetime import UTC, datetime
+
+    try:
+        if value == "now":
+            return datetime.now(UTC)
+        if value.startswith("@"):
+            return datetime.fromtimestamp(float(value[1:]), UTC)
+        t = datetime.fromisoformat(value)
+    except (ValueError, OverflowError, OSError):
+        raise typer.BadParameter(f"{value!r}: want an ISO 8601 time, @SECONDS or now",
+                                 param_hint="'--mtime'") from None
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+@app.command("setattr")
+def setattr_(
+    ctx: typer.Context,
+    session: SessionArg,
+    path: PathArg,
+    mode: Annotated[str, typer.Option("--mode", metavar="OCTAL",
+                                      help="Permission bits, e.g. 0755.")] = "",
+    mtime: Annotated[str, typer.Option(
+        "--mtime", metavar="WHEN",
+        help="Modification time: ISO 8601 (UTC unless a zone is given), @SECONDS or now.",
+    )] = "",
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", metavar="NAME=VALUE",
+        help="Set an extended attribute (user.* names) to a text value. Repeatable.")] = None,
+    set_base64: Annotated[list[str] | None, typer.Option(
+        "--set-base64", metavar="NAME=BASE64",
+        help="Set an extended attribute to bytes given as base64. Repeatable.")] = None,
+    remove: Annotated[list[str] | None, typer.Option(
+        "--remove", metavar="NAME", help="Remove an extended attribute. Repeatable.")] = None,
+    clear: Annotated[bool, typer.Option(
+        "--clear", help="Remove every extended attribute not given with --set.")] = False,
+    if_match: Annotated[str, typer.Option(
+        "--if-match", metavar="HASH",
+        help="Only change a file whose content hash is HASH (* = must exist).")] = "",
+    json_: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """chmod, touch and extended attributes of a path; its content is kept.
+
+    Extended attributes show in `fs stat`; a mount shows them as xattrs."""
+    import base64
+    import binascii
+
+    try:
+        mode_bits = int(mode, 8) if mode else None
+    except ValueError:
+        raise typer.BadParameter(f"{mode!r} is not an octal mode", param_hint="'--mode'") from None
+    values: dict[str, bytes] = {}
+    for item in set_ or []:
+        name, value = _name_value("--set", item)
+        values[name] = value.encode("utf-8")
+    for item in set_base64 or []:
+        name, value = _name_value("--set-base64", item)
+        try:
+            values[name] = base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            raise typer.BadParameter(f"{name}: not valid base64",
+                                     param_hint="'--set-base64'") from None
+    if mode_bits is None and not mtime and not values and not remove and not clear:
+        raise typer.BadParameter("nothing to change: give --mode, --mtime, --set, --remove "
+                                 "or --clear")
+    out = output(ctx, json_, quiet)
+    f = client(ctx).set_attributes(
+        session, path, mode=mode_bits, mtime=_when(mtime) if mtime else None,
+        set_xattrs=values, remove_xattrs=remove or [], replace_xattrs=clear, if_match=if_match)
+    out.done(f"Changed the attributes of {f.path or path}.", f, f.path or path)
+
+
 @app.command("ln")
 def ln(
     ctx: typer.Context,
@@ -591,6 +690,7 @@ def apply(
       {"rmdir": {"path": "build", "recursive": true}}
       {"rename": {"fromPath": "a.txt", "toPath": "b.txt", "overwrite": true}}
       {"symlink": {"path": "latest", "target": "v2"}}
+      {"setAttributes": {"path": "run.sh", "mode": 493, "setXattrs": {"user.k": "dg=="}}}
     A write takes its bytes as base64 "data", or as UTF-8 "text" (this command's
     shorthand). Fields are those of the single requests; as over gRPC, a write
     creates missing parents only with "createParents": true.
@@ -623,7 +723,7 @@ def apply(
         raise typer.Exit(fmt.exit_code_for(failed[0].code))
 
 
-_OP_KINDS = ("write", "delete", "mkdir", "rmdir", "rename", "symlink")
+_OP_KINDS = ("write", "delete", "mkdir", "rmdir", "rename", "symlink", "set_attributes")
 
 
 def _op_kind(op: Any) -> str:
@@ -682,6 +782,8 @@ def _op(index: int, item: Any) -> Any:
     from aether import pb
 
     where = f"op {index}"
+    if isinstance(item, dict) and "setAttributes" in item:  # the proto3 JSON name
+        item = {"set_attributes" if k == "setAttributes" else k: v for k, v in item.items()}
     if not isinstance(item, dict) or len(item) != 1 or next(iter(item)) not in _OP_KINDS:
         raise typer.BadParameter(f"{where}: want an object with one key of "
                                  f"{', '.join(_OP_KINDS)}", param_hint="'FILE'")

@@ -12,6 +12,7 @@ and response bodies are the proto3 JSON mapping of the `aether.pb` messages.
 
 from __future__ import annotations
 
+import datetime
 import json as _json
 from collections.abc import Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -797,6 +798,18 @@ class Operations:
     def symlink(self, session_id: str, path: str, target: str) -> pb.FileInfo:
         return self._call(self._fs(session_id, "symlink", pb.SymlinkRequest(
             path=path, target=target)))
+
+    def set_attributes(
+        self, session_id: str, path: str, *, mode: int | None = None,
+        mtime: datetime.datetime | None = None, set_xattrs: Mapping[str, bytes] | None = None,
+        remove_xattrs: Iterable[str] = (), replace_xattrs: bool = False, if_match: str = "",
+    ) -> pb.FileInfo:
+        """chmod, utimes and user.* extended attributes; the content is kept.
+        None leaves mode and mtime as they are (mtime has microsecond precision)."""
+        return self._call(self._fs(session_id, "setattr", pb.SetAttributesRequest(
+            path=path, mode=mode, mtime=mtime, set_xattrs=dict(set_xattrs or {}),
+            remove_xattrs=list(remove_xattrs), replace_xattrs=replace_xattrs,
+            if_match=if_match)))
 
     def copy(
         self, session_id: str, from_path: str, to_path: str, *, overwrite: bool = False,

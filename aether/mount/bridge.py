@@ -108,6 +108,8 @@ class Entry:
     hash: str
     target: str
     mtime_ns: int
+    # user.* extended attributes (names as the kernel passes them)
+    xattrs: dict[bytes, bytes] = field(default_factory=dict)
 
     @classmethod
     def from_info(cls, info: pb.FileInfo) -> Entry:
@@ -116,6 +118,7 @@ class Entry:
             # rwx bits only (nosuid as well): no setuid/setgid/sticky from a session
             mode=info.mode & 0o777, size=info.size, hash=info.hash,
             target=info.symlink_target, mtime_ns=_ns(info.mtime),
+            xattrs={k.encode(): v for k, v in info.xattrs.items()},
         )
 
 
@@ -124,8 +127,9 @@ def file_entry(path: str, info: dict[str, Any]) -> Entry:
     as strings, times as RFC 3339)."""
     mtime = info.get("mtime")
     ns = _ns(datetime.fromisoformat(mtime)) if mtime else 0
+    xattrs = {k.encode(): base64.b64decode(v) for k, v in (info.get("xattrs") or {}).items()}
     return Entry(path.rpartition("/")[2], "file", int(info.get("mode") or 0) & 0o777,
-                 int(info.get("size") or 0), str(info.get("hash") or ""), "", ns)
+                 int(info.get("size") or 0), str(info.get("hash") or ""), "", ns, xattrs)
 
 
 def _ns(ts: datetime | None) -> int:

@@ -166,7 +166,7 @@ def add_entry(table: InodeTable, parent: Node, e: Entry) -> Node:
     return table.new_node(parent, e.name, e.kind, mode=e.mode or (0o777 if e.kind == SYMLINK
                                                                    else 0o644),
                           size=size, hash=e.hash, target=e.target, mtime_ns=t, ctime_ns=t,
-                          atime_ns=t)
+                          atime_ns=t, xattrs=dict(e.xattrs))
 
 
 def merge(table: InodeTable, notifier: Notifier, d: Node, entries: list[Entry]) -> int:
@@ -177,7 +177,7 @@ def merge(table: InodeTable, notifier: Notifier, d: Node, entries: list[Entry]) 
     changes = 0
     for name, child in list(d.children.items()):
         e = remote.get(name)
-        if child.dirty:
+        if child.dirty or child.attrs_pending:
             continue  # local content wins until written back (then the conflict rule)
         if e is None or e.kind != child.kind:
             table.detach(child)
@@ -186,13 +186,17 @@ def merge(table: InodeTable, notifier: Notifier, d: Node, entries: list[Entry]) 
             changes += 1
             continue
         if child.kind == FILE:
-            if e.hash == child.hash and e.size == child.size and e.mode == child.mode:
+            # (times compared to the microsecond: what the daemon keeps)
+            times = not child.local_times and e.mtime_ns // 1000 != child.mtime_ns // 1000
+            if e.hash == child.hash and e.size == child.size and e.mode == child.mode \
+                    and e.xattrs == child.xattrs and not times:
                 continue
             content = e.hash != child.hash
             if content and child.staging is not None:  # clean but stale: drop it
                 child.staging.discard()
                 child.staging = None
             child.hash, child.size, child.mode = e.hash, e.size, e.mode
+            child.xattrs = dict(e.xattrs)
             if content or not child.local_times:
                 child.mtime_ns = child.ctime_ns = e.mtime_ns or now_ns()
                 child.local_times = False
@@ -205,8 +209,10 @@ def merge(table: InodeTable, notifier: Notifier, d: Node, entries: list[Entry]) 
                 notifier.inode(child.ino, attr_only=False)
                 changes += 1
         elif child.kind == DIR:
-            if e.mode != child.mode:
+            # (not its mtime: the mount's own moves with changes inside it)
+            if e.mode != child.mode or e.xattrs != child.xattrs:
                 child.mode = e.mode
+                child.xattrs = dict(e.xattrs)
                 notifier.inode(child.ino, attr_only=True)
                 changes += 1
             child.hash = e.hash

@@ -569,62 +569,10 @@ class Files:
             node.staging = None
         node.hash, node.size, node.mode, node.remote = e.hash, e.size, e.mode, True
         node.mtime_ns = e.mtime_ns or node.mtime_ns
+        node.xattrs = dict(e.xattrs)
         if self.notifier is not None:
             self.notifier.inode(node.ino, attr_only=not content or node.opens > 0)
         return True
-
-    async def chmod(self, node: Node, mode: int) -> None:
-        """chmod, under the node lock a write-back takes, so the two never
-        interleave. A dirty or new file takes the mode with its next write-back;
-        for a clean file the daemon keeps a mode only with content, so the same
-        content is written again with the new mode (deduplicated: it costs a
-        request, not storage). The local mode changes only once the daemon has
-        it; if the file changed in the session meanwhile, its new content is
-        fetched and the chmod applied to that."""
-        if self.journal is not None:
-            await self.journal.settle(self.table.path(node))  # the daemon must know it as we do
-        async with node.lock:
-            if mode == node.mode:
-                return
-            if node.kind != FILE or node.dirty or not node.remote or node.unlinked:
-                node.mode = mode  # sent with the content (or kept locally: docs/mount.md)
-                if node.dirty and self.journal is not None and not node.unlinked:
-                    self.journal.write(node)  # a journalled write has the old mode
-                return
-            for _attempt in range(3):
-                path = self.table.path(node)
-                st = node.staging
-                if st is not None and st.content_hash and st.content_hash == node.hash:
-                    fd: int | None = st.fd
-                    own = False
-                else:
-                    fd = await self.blob_fd(node)
-                    own = True
-                try:
-                    size = 0 if fd is None else os.fstat(fd).st_size
-                    entry = await self.send(path, -1 if fd is None else fd, size,
-                                            node.hash or "*", mode)
-                except ConflictError:
-                    if node.dirty:
-                        # Written to meanwhile: its write-back sends the mode, and
-                        # meets the conflict itself (adopting the daemon's hash
-                        # here would let it overwrite the other change silently).
-                        node.mode = mode
-                        return
-                    log.info("%s changed in the session during a chmod; applying it to "
-                             "the new content", path)
-                    if not await self._adopt(node, path):
-                        raise OSError(errno.ENOENT, f"{path} was deleted") from None
-                    if node.mode == mode:
-                        return
-                    continue
-                finally:
-                    if own and fd is not None:
-                        os.close(fd)
-                node.mode = mode
-                node.hash = entry.hash
-                return
-            raise OSError(errno.EAGAIN, f"{path} keeps changing; chmod not applied")
 
     async def release(self, fh: int) -> None:
         h = self.handles.get(fh)

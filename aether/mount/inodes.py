@@ -31,6 +31,8 @@ ROOT_INODE = 1  # pyfuse3.ROOT_INODE, without importing pyfuse3 here
 FILE = "file"
 DIR = "dir"
 SYMLINK = "symlink"
+# Node.attrs_pending: attributes changed here and not journalled yet.
+ATTR_MODE, ATTR_MTIME, ATTR_XATTRS = 1, 2, 4
 
 _KIND_BITS = {FILE: stat.S_IFREG, DIR: stat.S_IFDIR, SYMLINK: stat.S_IFLNK}
 
@@ -71,9 +73,12 @@ class Node:
     # Bumped on every local change of a directory's entries; a listing refresh
     # that raced with one is redone.
     dir_gen: int = 0
-    # Set by utimes: the daemon cannot store it, so keep ours over the daemon's
-    # until the content changes.
+    # Set by utimes: our mtime wins over the daemon's (in listings, after a
+    # write-back) until the daemon has answered the change that sends it.
     local_times: bool = False
+    # ATTR_* bits changed here whose change is not journalled yet: it waits
+    # for the file's content (journal.py), which would otherwise reset them.
+    attrs_pending: int = 0
     # The content hash whose pages the kernel may hold (keep_cache decisions).
     kernel_hash: str = ""
     xattrs: dict[bytes, bytes] = field(default_factory=dict)

@@ -1,9 +1,9 @@
 """Write-behind: changes acknowledged locally, sent to the daemon in batches.
 
 Every change the mount makes to the session (a closed file's content, unlink,
-mkdir, rmdir, rename, symlink) is applied to the inode table at once and
-appended to this journal; the FUSE request is answered without waiting for
-the daemon. A flusher task sends the journal in order, as `fs:apply` batches:
+mkdir, rmdir, rename, symlink, chmod, utimes, setxattr) is applied to the
+inode table at once and appended to this journal; the FUSE request is
+answered without waiting for the daemon. A flusher task sends the journal in order, as `fs:apply` batches:
 one request and one daemon transaction (one fsync) for up to `BATCH_OPS`
 changes, instead of one of each per change. While one batch is on its way the
 next accumulates, so the batch size follows the load by itself.
@@ -24,7 +24,9 @@ are read from the staging file when their turn comes and go through the
 single-file path in handles.py, which sends them by chunks). A second close
 of a file whose write has not left yet replaces that write's content instead
 of adding another. A file created and unlinked before its write left is
-never sent at all.
+never sent at all. A change of attributes (mode, mtime, xattrs) of a file
+whose new content is not journalled yet waits for it and follows it (a write
+sets the mtime, so the other order would undo a `touch -d` or `cp -p`).
 
 Failures of single ops come back per op and are handled per op: a write that
 lost a race follows the conflict rule (handles.py); "already done" answers
@@ -44,6 +46,7 @@ import base64
 import errno
 import logging
 import os
+import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -64,7 +67,15 @@ from aether.mount.bridge import (
 )
 from aether.mount.coherence import Echoes
 from aether.mount.fileio import pread_all
-from aether.mount.inodes import FILE, InodeTable, Node
+from aether.mount.inodes import (
+    ATTR_MODE,
+    ATTR_MTIME,
+    ATTR_XATTRS,
+    DIR,
+    FILE,
+    InodeTable,
+    Node,
+)
 
 log = logging.getLogger("aether.mount.journal")
 
@@ -78,10 +89,11 @@ MAX_PENDING_OPS = 20_000
 MAX_PENDING_BYTES = 128 << 20
 ERRORS_KEPT = 1000
 
-WRITE, DELETE, MKDIR, RMDIR, RENAME, SYMLINK = (
-    "write", "delete", "mkdir", "rmdir", "rename", "symlink")
+WRITE, DELETE, MKDIR, RMDIR, RENAME, SYMLINK, ATTRS = (
+    "write", "delete", "mkdir", "rmdir", "rename", "symlink", "attrs")
 _EVENTS = {WRITE: "file.written", DELETE: "file.deleted", MKDIR: "dir.created",
-           RMDIR: "dir.removed", RENAME: "path.renamed", SYMLINK: "symlink.created"}
+           RMDIR: "dir.removed", RENAME: "path.renamed", SYMLINK: "symlink.created",
+           ATTRS: "path.attributes_changed"}
 
 
 @dataclass(eq=False)
@@ -95,6 +107,10 @@ class Op:
     dst: str = ""  # renames
     overwrite: bool = False  # renames
     target: str = ""  # symlinks
+    # attributes: which (ATTR_* bits), and the values when journalled
+    attrs: int = 0
+    mtime_ns: int = 0
+    xattrs: dict[bytes, bytes] | None = None
     seq: int = 0
     sent: bool = False
     dropped: bool = False  # taken back before it was sent: skipped
@@ -122,6 +138,17 @@ class Op:
         if self.kind == RENAME:
             return {"rename": {"fromPath": self.path, "toPath": self.dst,
                                "overwrite": self.overwrite}}
+        if self.kind == ATTRS:
+            a: dict[str, Any] = {"path": self.path}
+            if self.attrs & ATTR_MODE:
+                a["mode"] = self.mode
+            if self.attrs & ATTR_MTIME:
+                a["mtime"] = _rfc3339(self.mtime_ns)
+            if self.xattrs is not None:
+                a["replaceXattrs"] = True
+                a["setXattrs"] = {n.decode(): base64.b64encode(v).decode("ascii")
+                                  for n, v in self.xattrs.items()}
+            return {"setAttributes": a}
         return {"symlink": {"path": self.path, "target": self.target}}
 
 
@@ -143,9 +170,9 @@ class Journal:
         self.relist: Callable[[str], None] | None = None
         self._log: deque[Op] = deque()
         self._unsent_writes: dict[int, Op] = {}  # ino -> its write not yet sent
-        # ino -> (data_gen, mode) of the newest content journalled (sent or not):
-        # a close right after a flush journals nothing new.
-        self._queued: dict[int, tuple[int, int]] = {}
+        # ino -> data_gen of the newest content journalled (sent or not): a
+        # close right after a flush journals nothing new.
+        self._queued: dict[int, int] = {}
         self._flusher: object | None = None  # the task sending a batch right now
         # ino -> how many of the log's ops are about that node, and how many of
         # those are out (sent, not answered): O(1) answers for unlink and rename.
@@ -181,21 +208,57 @@ class Journal:
         st = node.staging
         if st is None or node.kind != FILE or node.unlinked:
             return
-        if self._queued.get(node.ino) == (node.data_gen, node.mode) and (
+        if self._queued.get(node.ino) == node.data_gen and (
                 not again or self._ops_of[node.ino]):
+            self._attributes_now(node)
             return  # journalled already (and, with `again`, still on its way)
         path = self.table.path(node)
         size = st.size()
         # up to one chunk inline; larger files go by chunks (handles.py)
         data = pread_all(st.fd, size, 0) if size <= INLINE_MAX else None
-        self._queued[node.ino] = (node.data_gen, node.mode)
+        self._queued[node.ino] = node.data_gen
         op = self._unsent_writes.get(node.ino)
         if op is not None and op.path == path:
             self._bytes += len(data or b"") - len(op.data or b"")
             op.data, op.gen, op.mode = data, node.data_gen, node.mode
+        else:
+            self._unsent_writes[node.ino] = self._append(
+                Op(WRITE, path, node, data, node.mode, node.data_gen))
+        self._attributes_now(node)
+
+    def attributes(self, node: Node, which: int) -> None:
+        """Journal a change of mode, mtime or xattrs (ATTR_* bits `which`), with
+        the values the node has when the change is journalled. For a file with
+        content changed here and not journalled yet, that is after its content
+        (`write`). Kept locally: the root's attributes (the daemon has no entry
+        for it), a symlink's mode and xattrs, times before 1970."""
+        if node.unlinked or node.parent is None:
             return
-        self._unsent_writes[node.ino] = self._append(
-            Op(WRITE, path, node, data, node.mode, node.data_gen))
+        node.attrs_pending |= which
+        if node.kind == FILE and node.dirty and self._queued.get(node.ino) != node.data_gen:
+            return
+        self._attributes_now(node)
+
+    def _attributes_now(self, node: Node) -> None:
+        which = node.attrs_pending
+        node.attrs_pending = 0
+        if node.kind != FILE and node.kind != DIR:
+            which &= ATTR_MTIME  # a symlink has no mode or xattrs of its own
+        if node.mtime_ns < 0:
+            which &= ~ATTR_MTIME
+        if not which:
+            return
+        path = self.table.path(node)
+        last = self._log[-1] if self._log else None
+        if last is not None and last.kind == ATTRS and last.node is node and not last.sent \
+                and last.path == path:
+            op = last  # the same file's change just before: one op for both
+            op.attrs |= which
+        else:
+            op = self._append(Op(ATTRS, path, node, attrs=which))
+        op.mode, op.mtime_ns = node.mode, node.mtime_ns
+        if op.attrs & ATTR_XATTRS:
+            op.xattrs = dict(node.xattrs)
 
     def pending(self, node: Node) -> bool:
         """Is a change of this node journalled and not answered yet?"""
@@ -304,7 +367,7 @@ class Journal:
         if self._log:
             first = self._log[0].node
             if first is not None and first.lock.locked():
-                # a chmod or a large write-back of that file is on its way
+                # a large write-back of that file is on its way
                 async with first.lock:
                     pass
         with trio.CancelScope(shield=True):  # a batch is answered whole or not sent
@@ -375,8 +438,8 @@ class Journal:
                 break
             if op.kind == WRITE and not large and not op.dropped and op.node is not None \
                     and op.node.ino not in held:
-                # Held while the batch is out, so a chmod of the same file (which
-                # sends by itself) cannot cross it.
+                # Held while the batch is out, so a large write-back of the
+                # same file (which sends by itself) cannot cross it.
                 try:
                     op.node.lock.acquire_nowait()
                 except trio.WouldBlock:
@@ -428,6 +491,8 @@ class Journal:
                     if_match = node.hash if node.remote and node.hash else "!"
                 before[node.ino] = op.data
                 messages.append(op.json(if_match))
+            elif op.kind == ATTRS and op.dropped:
+                continue  # of a write that lost a race: its content is a conflict copy now
             else:
                 messages.append(op.json(""))
             live.append(op)
@@ -467,6 +532,9 @@ class Journal:
                     stale.append(op)
             elif op.kind == WRITE:
                 self._wrote(op, file_entry(op.path, result.get("info") or {}))
+            elif op.kind == ATTRS and op.node is not None and op.attrs & ATTR_MTIME \
+                    and op.node.mtime_ns == op.mtime_ns and not op.node.attrs_pending:
+                op.node.local_times = False  # the daemon has our mtime now
         self._relist_for(stale)
 
     def _wrote(self, op: Op, entry: Entry) -> None:
@@ -518,7 +586,11 @@ class Journal:
         what = f"{op.path} -> {op.dst}" if op.kind == RENAME else op.path
         log.warning("%s %s failed at the daemon (%s); showing the session's version again",
                     op.kind, what, exc.strerror)
-        self._record((op.seq, None, exc))
+        # a file's attributes are the file's (its fsync reports them); the
+        # rest are directory changes
+        of_file = op.node if op.kind == ATTRS and op.node is not None \
+            and op.node.kind == FILE else None
+        self._record((op.seq, of_file, exc))
         return False
 
     def _record(self, failure: tuple[int, Node | None, OSError]) -> None:
@@ -572,6 +644,12 @@ def _remote_error(detail: dict[str, Any]) -> RemoteError:
     if code == "conflict":
         return ConflictError(cause)
     return RemoteError(errno_for(cause), cause)
+
+
+def _rfc3339(ns: int) -> str:
+    """Nanoseconds since the epoch as an RFC 3339 time (the daemon keeps microseconds)."""
+    secs, frac = divmod(ns, 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{frac:09d}Z"
 
 
 def _related(a: str, b: str) -> bool:

@@ -37,7 +37,17 @@ from aether.mount.bridge import Bridge, RemoteError
 from aether.mount.cache import BlobCache
 from aether.mount.coherence import Echoes, Notifier, add_entry
 from aether.mount.handles import Files
-from aether.mount.inodes import DIR, FILE, SYMLINK, InodeTable, Node, now_ns
+from aether.mount.inodes import (
+    ATTR_MODE,
+    ATTR_MTIME,
+    ATTR_XATTRS,
+    DIR,
+    FILE,
+    SYMLINK,
+    InodeTable,
+    Node,
+    now_ns,
+)
 from aether.mount.journal import Journal
 
 log = logging.getLogger("aether.mount.ops")
@@ -256,12 +266,13 @@ class Operations(pyfuse3.Operations):
             await self.files.truncate(node, attr.st_size)
             if fh is None:  # truncate(2) by path: no close will follow
                 await self.files.commit(node)
-        if fields.update_mode:
+        changed = 0
+        if fields.update_mode and node.kind != SYMLINK:
             mode = attr.st_mode & 0o7777
-            if node.kind == FILE:
-                await self.files.chmod(node, mode)
-            elif node.kind == DIR:
+            if mode != node.mode:
+                self._writable()
                 node.mode = mode
+                changed |= ATTR_MODE
         if fields.update_uid:
             node.uid = attr.st_uid
         if fields.update_gid:
@@ -269,8 +280,12 @@ class Operations(pyfuse3.Operations):
         if fields.update_atime:
             node.atime_ns = attr.st_atime_ns
         if fields.update_mtime:
+            self._writable()
             node.mtime_ns = attr.st_mtime_ns
             node.local_times = True
+            changed |= ATTR_MTIME
+        if changed:
+            self.journal.attributes(node, changed)
         node.ctime_ns = now_ns()
         return self.attrs(node)
 
@@ -584,8 +599,11 @@ class Operations(pyfuse3.Operations):
         self._writable()
         node = self.node(inode)
         xattrs.check_set(name, value, node.xattrs)
+        if node.kind == SYMLINK:
+            raise OSError(errno.EPERM, "no user attributes on symlinks")
         node.xattrs[name] = bytes(value)
         node.ctime_ns = now_ns()
+        self.journal.attributes(node, ATTR_XATTRS)
 
     @_handler
     async def removexattr(self, inode: int, name: bytes, ctx: Any) -> None:
@@ -595,3 +613,5 @@ class Operations(pyfuse3.Operations):
             raise OSError(errno.EPERM, "user.aether.* attributes are read-only")
         if node.xattrs.pop(name, None) is None:
             raise OSError(xattrs.ENODATA, "no such attribute")
+        node.ctime_ns = now_ns()
+        self.journal.attributes(node, ATTR_XATTRS)

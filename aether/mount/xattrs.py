@@ -10,9 +10,13 @@
 
 They are read-only (setting or removing one is EPERM). `security.*`, `system.*`
 and `trusted.*` names answer ENODATA at once (the kernel asks for
-`security.capability` on every write). Any other `user.*` attribute is kept in
-the mount's memory: the daemon has no place for it yet, so it is lost at
-unmount and not seen by other mounts or the API.
+`security.capability` on every write). Any other `user.*` attribute is the
+session's: stored by the daemon with the path (it follows renames, copies,
+forks and checkpoints), sent through the journal like any change. The
+daemon's rules are checked here first, so that a refusal is the setxattr's
+error and not a later fsync's: UTF-8 names of at most 255 bytes, values of
+at most 64 KiB, at most 64 KiB of names and values per path
+(aetherd/services/xattr_names.py).
 """
 
 from __future__ import annotations
@@ -26,8 +30,9 @@ SESSION = b"user.aether.session"
 STATE = b"user.aether.state"
 EXTENTS = b"user.aether.extents"
 ENODATA = errno.ENODATA
+MAX_NAME = 255
 MAX_VALUE = 64 * 1024
-MAX_LOCAL_PER_NODE = 64
+MAX_TOTAL = 64 * 1024
 
 
 def is_system(name: bytes) -> bool:
@@ -48,13 +53,20 @@ def extents_json(info) -> bytes:
                        for e in info.extents]).encode()
 
 
-def check_set(name: bytes, value: bytes, local: dict[bytes, bytes]) -> None:
-    """Raise OSError unless a user attribute may be stored locally."""
+def check_set(name: bytes, value: bytes, have: dict[bytes, bytes]) -> None:
+    """Raise OSError unless the daemon would store this user attribute."""
     if name.startswith(AETHER):
         raise OSError(errno.EPERM, "user.aether.* attributes are read-only")
-    if not name.startswith(b"user."):
+    if not name.startswith(b"user.") or name == b"user.":
         raise OSError(errno.ENOTSUP, "only user.* attributes can be set")
+    if len(name) > MAX_NAME:
+        raise OSError(errno.ERANGE, "attribute name too long")
+    try:
+        name.decode("utf-8")
+    except UnicodeDecodeError:
+        raise OSError(errno.EINVAL, "attribute names must be UTF-8") from None
     if len(value) > MAX_VALUE:
         raise OSError(errno.E2BIG, "attribute value too large")
-    if name not in local and len(local) >= MAX_LOCAL_PER_NODE:
-        raise OSError(errno.ENOSPC, "too many attributes on this file")
+    total = sum(len(n) + len(v) for n, v in have.items() if n != name) + len(name) + len(value)
+    if total > MAX_TOTAL:
+        raise OSError(errno.ENOSPC, "no room for more attributes on this file")

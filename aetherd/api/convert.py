@@ -19,6 +19,18 @@ def ts(ns: int) -> dt.datetime | None:
     return dt.datetime.fromtimestamp(ns / 1e9, tz=dt.UTC)
 
 
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_MICROSECOND = dt.timedelta(microseconds=1)
+
+
+def ns_of(t: dt.datetime) -> int:
+    """A Timestamp as integer nanoseconds (exact: no float on the way; a
+    Timestamp message arrives with microsecond precision)."""
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=dt.UTC)
+    return (t - _EPOCH) // _MICROSECOND * 1000
+
+
 def session(rec: SessionRecord) -> pb.Session:
     return pb.Session(
         id=rec.id, name=rec.name, state=pb.SessionState(rec.state), labels=rec.labels,
@@ -35,7 +47,7 @@ def file_info(path: str, e: Entry, rec: FileRecord | None = None) -> pb.FileInfo
     info = pb.FileInfo(
         path=path, kind=pb.EntryKind(e.kind), mode=e.mode,
         size=e.size if e.kind != DIR else 0, hash=e.hash, symlink_target=e.target,
-        mtime=ts(e.mtime_ns),
+        mtime=ts(e.mtime_ns), xattrs=dict(e.xattrs),
     )
     if rec is not None and e.kind == FILE:
         info.extents = [pb.Extent(offset=o, length=n, hash=h) for o, n, h in rec.extents()]

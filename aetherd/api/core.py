@@ -197,6 +197,11 @@ class FilesApi(pb.FileServiceBase):
                                  message.unified_diff, message.if_match)
         return convert.file_info(path, e)
 
+    async def set_attributes(self, message: pb.SetAttributesRequest) -> pb.FileInfo:
+        path, e = await self.run(self.f.set_attributes, message.session_id,
+                                 **_attribute_args(message))
+        return convert.file_info(path, e)
+
     async def get_manifest(self, message: pb.ManifestRequest) -> pb.ManifestResponse:
         entries, root, token = await self.run(self.f.manifest, message.session_id, message.at,
                                               message.page_size, message.page_token)
@@ -257,7 +262,16 @@ def _fs_op(index: int, op: pb.FsOp) -> tuple[str, dict]:
         return kind, dict(path=m.path, recursive=m.recursive)
     if kind == "rename":
         return kind, dict(src=m.from_path, dst=m.to_path, overwrite=m.overwrite)
+    if kind == "set_attributes":
+        return kind, _attribute_args(m)
     return kind, dict(path=m.path, target=m.target)
+
+
+def _attribute_args(m: pb.SetAttributesRequest) -> dict:
+    return dict(path=m.path, mode=m.mode,
+                mtime_ns=None if m.mtime is None else convert.ns_of(m.mtime),
+                set_xattrs=m.set_xattrs, remove_xattrs=m.remove_xattrs,
+                replace_xattrs=m.replace_xattrs, if_match=m.if_match)
 
 
 class PersistenceApi(pb.PersistenceServiceBase):

@@ -94,6 +94,7 @@ RULES: dict[str, Rule] = {
     "files.rename": Rule(Role.WRITER),
     "files.symlink": Rule(Role.WRITER),
     "files.copy": Rule(Role.WRITER),
+    "files.set_attributes": Rule(Role.WRITER),
     "files.apply": Rule(Role.WRITER),
     # A writer may upload content; asking which chunks the daemon holds is
     # part of uploading (docs/access.md: what that tells a writer).

@@ -212,8 +212,8 @@ class _Builder:
         item = self.single(meta, field_class(cls, name))
         if meta.repeated:
             return {"type": "array", "items": item}
-        if meta.proto_type == betterproto2.TYPE_MESSAGE and (meta.optional or meta.group):
-            return _nullable(item)
+        if meta.optional or (meta.proto_type == betterproto2.TYPE_MESSAGE and meta.group):
+            return _nullable(item)  # proto3 `optional` scalars too: null when absent
         return item
 
     def single(self, meta: betterproto2.FieldMetadata, item_cls: type) -> dict[str, Any]:

@@ -90,6 +90,9 @@ ROUTES: tuple[Route, ...] = (
           summary="Remove a directory (recursive when asked)."),
     Route("POST", S + "/fs:symlink", "files", "symlink", body="json",
           summary="Make a symlink."),
+    Route("POST", S + "/fs:setattr", "files", "set_attributes", body="json",
+          summary="chmod, utimes and user.* extended attributes of a path; its content "
+          "is kept."),
     Route("POST", S + "/fs:copy", "files", "copy", body="json",
           summary="Copy a file or directory (O(1) for unchanged subtrees)."),
     Route("POST", S + "/fs:read", "files", "read_files", body="json",
@@ -97,7 +100,8 @@ ROUTES: tuple[Route, ...] = (
           "view: one entry per path (data, hash, size, mode; or a per-path error; or "
           "truncated when the answer is full)."),
     Route("POST", S + "/fs:apply", "files", "apply", body="json",
-          summary="Apply many changes (write, delete, mkdir, rmdir, rename, symlink) in "
+          summary="Apply many changes (write, delete, mkdir, rmdir, rename, symlink, "
+          "set_attributes) in "
           "order, in one transaction: one result per op, or all or nothing (atomic)."),
     Route("POST", S + "/chunks:missing", "files", "missing_chunks", body="json",
           summary="Which of these chunk hashes the daemon lacks (in the order asked); "

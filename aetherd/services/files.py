@@ -12,7 +12,7 @@ import dataclasses
 import re
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import blake3
@@ -30,7 +30,7 @@ from aether.errors import (
 )
 from aetherd import paths
 from aetherd.config import limits
-from aetherd.services import quota
+from aetherd.services import quota, xattr_names
 from aetherd.services.state import SessionRecord, Store
 from aetherd.store.blobs import BlobMissing, chunk_hash
 from aetherd.store.objects import (
@@ -305,8 +305,11 @@ class Files:
         if expect is not None and (cur.hash if cur else "") != expect:
             return None
         self._ensure_parent(ws, path, create_parents)
-        new_mode = mode or (cur.mode if cur is not None and cur.kind == FILE else 0o644)
+        same_file = cur is not None and cur.kind == FILE
+        new_mode = mode or (cur.mode if same_file else 0o644)
         entry = file_entry(content.hash, content.size, new_mode)
+        if same_file and cur.xattrs:  # new content, the same file: its attributes stay
+            entry = dataclasses.replace(entry, xattrs=cur.xattrs)
         ws.put(path, entry)
         if budget is None:
             quota.check_tree(self.sessions, rec)
@@ -380,6 +383,56 @@ class Files:
             self.store.touch(session_id)
             self.store.events.emit(session_id, "symlink.created", path, target=target)
         return path, entry
+
+    def set_attributes(self, session_id: str, path: str, *, mode: int | None = None,
+                       mtime_ns: int | None = None, set_xattrs: Mapping[str, bytes] | None = None,
+                       remove_xattrs: Sequence[str] = (), replace_xattrs: bool = False,
+                       if_match: str = "") -> tuple[str, Entry]:
+        """chmod, utimes and extended attributes of a path, its content kept.
+
+        None leaves mode or mtime as they are. `set_xattrs` adds or replaces
+        names, `remove_xattrs` drops names (absent ones are ignored);
+        `replace_xattrs` makes `set_xattrs` the whole set. `if_match` as for a
+        write (the file's content hash, "*": it exists). A symlink takes an
+        mtime only, as on Linux (no lchmod, no user xattrs on symlinks).
+        """
+        path = paths.normalize(path, allow_root=False)
+        if mode is not None and mode & ~0o7777:
+            raise InvalidArgument(f"bad mode {oct(mode)}", path=path)
+        if mtime_ns is not None and mtime_ns < 0:
+            raise InvalidArgument("mtime before 1970 is not supported", path=path)
+        set_xattrs = set_xattrs or {}
+        xattr_names.check_change(path, set_xattrs, remove_xattrs)
+        with self.db.write():
+            _, ws = self.store.writable(session_id)
+            cur = self._existing(ws, path)
+            if if_match == "!":
+                raise Conflict(f"{path!r} already exists", path=path)
+            self._check_match(path, cur, if_match)
+            if cur.kind == SYMLINK and (mode is not None or set_xattrs or replace_xattrs):
+                raise FailedPrecondition(
+                    f"{path!r} is a symlink: only its mtime can be set", path=path)
+            have = {} if replace_xattrs else dict(cur.xattrs)
+            for name in remove_xattrs:
+                have.pop(name, None)
+            have.update((n, bytes(v)) for n, v in set_xattrs.items())
+            xattrs = tuple(sorted(have.items()))
+            xattr_names.check_total(path, xattrs)
+            new = dataclasses.replace(
+                cur, mode=cur.mode if mode is None else mode,
+                mtime_ns=cur.mtime_ns if mtime_ns is None else mtime_ns, xattrs=xattrs)
+            changed = [f for f, a, b in (("mode", cur.mode, new.mode),
+                                         ("mtime", cur.mtime_ns, new.mtime_ns),
+                                         ("xattrs", cur.xattrs, new.xattrs)) if a != b]
+            if changed:
+                new = ws.set_attrs(path, new)
+                self.store.touch(session_id)
+            # An event even when nothing changed, as for a write of the same
+            # content: one event per change made, which is what a mount counts
+            # on to recognise its own changes in the stream.
+            self.store.events.emit(session_id, "path.attributes_changed", path,
+                                   changed=",".join(changed))
+        return path, new
 
     def _place(self, ws: Workspace, src: str | None, dst: str, entry: Entry,
                overwrite: bool) -> None:
@@ -657,7 +710,7 @@ class Files:
         return step
 
 
-BATCH_KINDS = ("write", "delete", "mkdir", "rmdir", "rename", "symlink")
+BATCH_KINDS = ("write", "delete", "mkdir", "rmdir", "rename", "symlink", "set_attributes")
 
 
 @dataclasses.dataclass

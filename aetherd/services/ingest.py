@@ -20,6 +20,7 @@ goes over is refused the moment it does, not after it has been expanded.
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import io
 import math
@@ -47,6 +48,7 @@ from aether.errors import (
 )
 from aetherd import paths
 from aetherd.config import Limits, limits
+from aetherd.services import xattr_names
 from aetherd.store.objects import (
     CHUNK_SIZE,
     DIR,
@@ -138,7 +140,7 @@ class TreeBuilder:
         self.lim = limits()
         self.budget = ImportBudget(self.lim)
         self.root: _Node = {}
-        self.dir_attrs: dict[str, tuple[int, int]] = {}
+        self.dir_attrs: dict[str, tuple[int, int, Xattrs]] = {}
         self.links: list[str] = []
         self.files = 0
         self.dirs = 0
@@ -175,11 +177,12 @@ class TreeBuilder:
             node = child
         return node
 
-    def add_dir(self, name: str, mode: int = 0o755, mtime_ns: int = 0) -> None:
+    def add_dir(self, name: str, mode: int = 0o755, mtime_ns: int = 0,
+                xattrs: Xattrs = ()) -> None:
         p = self._clean(name)
         if p:
             self._dir_node(p, named=True)
-            self.dir_attrs[p] = (mode & 0o7777, _mtime(mtime_ns))
+            self.dir_attrs[p] = (mode & 0o7777, _mtime(mtime_ns), xattrs)
 
     def _leaf(self, p: str, what: str) -> tuple[_Node, str]:
         if not p:
@@ -191,7 +194,7 @@ class TreeBuilder:
         return parent, leaf
 
     def add_file(self, name: str, data: bytes | Iterable[bytes], mode: int = 0o644,
-                 mtime_ns: int = 0, size: int | None = None) -> None:
+                 mtime_ns: int = 0, size: int | None = None, xattrs: Xattrs = ()) -> None:
         """`size`, when known before reading, refuses an over-large member unread."""
         p = self._clean(name)
         parent, leaf = self._leaf(p, "file")
@@ -199,7 +202,8 @@ class TreeBuilder:
             self._check_file_size(p, size)
             self.budget.expect(size)
         rec = self.batch.add_content(self._metered(p, data))
-        self._put(parent, leaf, file_entry(rec.hash, rec.size, mode & 0o7777, _mtime(mtime_ns)))
+        entry = file_entry(rec.hash, rec.size, mode & 0o7777, _mtime(mtime_ns))
+        self._put(parent, leaf, dataclasses.replace(entry, xattrs=xattrs) if xattrs else entry)
 
     def add_hardlink(self, name: str, target: str, mtime_ns: int = 0) -> None:
         """A second name for a file added earlier: its entry again, no re-read."""
@@ -279,13 +283,37 @@ class TreeBuilder:
                 else:
                     entries[name] = child
             e = self.batch.add_tree(entries)
-            mode, mtime = self.dir_attrs.get(path, (0o755, now))
-            return Entry(DIR, mode, e.size, e.hash, "", mtime or now, e.files)
+            mode, mtime, xattrs = self.dir_attrs.get(path, (0o755, now, ()))
+            return Entry(DIR, mode, e.size, e.hash, "", mtime or now, e.files, xattrs)
 
         return build(self.root, "")
 
     def summary(self) -> pb.ImportResponse:
         return pb.ImportResponse(files=self.files, directories=self.dirs, bytes=self.bytes)
+
+
+Xattrs = tuple[tuple[str, bytes], ...]
+# How tar (GNU and bsdtar, --xattrs) carries extended attributes: a pax record
+# per attribute, the value as raw bytes (hdrcharset=BINARY when not UTF-8).
+TAR_XATTR = "SCHILY.xattr."
+
+
+def tar_xattrs(path: str, pax: dict[str, str]) -> Xattrs:
+    """A member's user.* extended attributes. Other namespaces (security.selinux,
+    system.posix_acl_*) and the mount's computed user.aether.* are left out, as
+    tar leaves them out unless asked; a user.* attribute the session cannot
+    store refuses the archive (xattr_names)."""
+    got = {}
+    for key, value in pax.items():
+        if key.startswith(TAR_XATTR + xattr_names.PREFIX) and \
+                not key.startswith(TAR_XATTR + xattr_names.RESERVED):
+            got[key[len(TAR_XATTR):]] = value.encode("utf-8", "surrogateescape")
+    if not got:
+        return ()
+    xattr_names.check_change(path, got, ())
+    out = tuple(sorted(got.items()))
+    xattr_names.check_total(path, out)
+    return out
 
 
 def _mtime(ns: int | float) -> int:
@@ -544,11 +572,11 @@ def _ingest_tar(builder: TreeBuilder, raw: IO[bytes], *, gz: bool) -> None:
                 name = name[2:] if name.startswith("./") else name
                 mtime = m.mtime * 1_000_000_000
                 if m.isdir():
-                    builder.add_dir(name, m.mode, mtime)
+                    builder.add_dir(name, m.mode, mtime, tar_xattrs(name, m.pax_headers))
                 elif m.isreg():
                     fh = tar.extractfile(m)
                     builder.add_file(name, _pieces(fh) if fh else b"", m.mode, mtime,
-                                     size=m.size)
+                                     size=m.size, xattrs=tar_xattrs(name, m.pax_headers))
                 elif m.issym():
                     builder.add_symlink(name, m.linkname, mtime)
                 elif m.islnk():

@@ -233,6 +233,8 @@ class Persistence:
             info = tarfile.TarInfo(p)
             info.mode = e.mode
             info.mtime = e.mtime_ns / 1e9
+            for name, value in e.xattrs:  # read back by `tar --xattrs` (and by import)
+                info.pax_headers[ingest.TAR_XATTR + name] = value.decode("utf-8", "surrogateescape")
             if e.kind == DIR:
                 info.type = tarfile.DIRTYPE
             elif e.kind == SYMLINK:

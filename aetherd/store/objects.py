@@ -13,6 +13,7 @@ subtrees, which is what makes diff, fork and checkpoint O(changed paths).
 
 from __future__ import annotations
 
+import base64
 import time
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping
@@ -47,6 +48,8 @@ class Entry:
     target: str = ""
     mtime_ns: int = 0
     files: int = 0
+    # Extended attributes (user.* names), sorted by name: (name, value) pairs.
+    xattrs: tuple[tuple[str, bytes], ...] = ()
 
     @property
     def is_dir(self) -> bool:
@@ -59,6 +62,7 @@ class Entry:
             and self.mode == other.mode
             and self.hash == other.hash
             and self.target == other.target
+            and self.xattrs == other.xattrs
         )
 
 
@@ -82,7 +86,10 @@ def _encode_with_totals(entries: Mapping[str, Entry]) -> tuple[bytes, int, int]:
     rows = []
     files = size = 0
     for n, e in sorted(entries.items()):
-        rows.append([n, e.kind, e.mode, e.size, e.hash, e.target, e.mtime_ns, e.files])
+        row = [n, e.kind, e.mode, e.size, e.hash, e.target, e.mtime_ns, e.files]
+        if e.xattrs:  # a 9th element only when there are some: older trees keep their hash
+            row.append(xattrs_to_json(e.xattrs))
+        rows.append(row)
         files += e.files
         if e.kind != SYMLINK:
             size += e.size
@@ -90,7 +97,21 @@ def _encode_with_totals(entries: Mapping[str, Entry]) -> tuple[bytes, int, int]:
 
 
 def decode_tree(data: bytes) -> dict[str, Entry]:
-    return {r[0]: Entry(*r[1:]) for r in orjson.loads(data)}
+    return {r[0]: Entry(*r[1:]) if len(r) == 8 else _with_xattrs(r) for r in orjson.loads(data)}
+
+
+def _with_xattrs(r: list) -> Entry:
+    return Entry(*r[1:8], xattrs_from_json(r[8]))
+
+
+def xattrs_to_json(xattrs: tuple[tuple[str, bytes], ...]) -> list[list[str]]:
+    """Extended attributes as JSON: [[name, base64 value], ...] (a tree row's
+    9th element, an overlay row's `xattrs`)."""
+    return [[n, base64.b64encode(v).decode("ascii")] for n, v in xattrs]
+
+
+def xattrs_from_json(rows: list[list[str]]) -> tuple[tuple[str, bytes], ...]:
+    return tuple((n, base64.b64decode(v)) for n, v in rows)
 
 
 EMPTY_TREE_DATA = encode_tree({})

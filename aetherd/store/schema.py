@@ -282,6 +282,9 @@ META_SCHEMA = META_SCHEMA.replace("{dangling}", DANGLING_REFERENCE).replace(
 META_COLUMNS = (
     # The authenticated principal that made the commit (`author` is free text).
     ("commits", "committed_by", "TEXT NOT NULL DEFAULT ''"),
+    # The path's extended attributes as JSON [[name, base64 value], ...], '' for none
+    # (objects.xattrs_to_json).
+    ("overlay", "xattrs", "TEXT NOT NULL DEFAULT ''"),
 )
 
 BLOB_SCHEMA = """

@@ -15,18 +15,36 @@ import dataclasses
 from collections import defaultdict
 from collections.abc import Iterator
 
+import orjson
+
 from aether.errors import FailedPrecondition
 from aetherd import paths
-from aetherd.store.objects import DIR, EMPTY_TREE, FILE, SYMLINK, Entry, ObjectBatch, ObjectStore
+from aetherd.store.objects import (
+    DIR,
+    EMPTY_TREE,
+    FILE,
+    SYMLINK,
+    Entry,
+    ObjectBatch,
+    ObjectStore,
+    xattrs_from_json,
+    xattrs_to_json,
+)
 
 WHITEOUT = 0
 ROOT_MODE = 0o755
-_ROW_COLS = "path, kind, mode, size, hash, target, mtime_ns"
+_ROW_COLS = "path, kind, mode, size, hash, target, mtime_ns, xattrs"
 
 
 def _row_entry(r: tuple) -> tuple[str, Entry]:
-    path, kind, mode, size, h, target, mtime = r
-    return path, Entry(kind, mode, size, h, target, mtime, 1 if kind in (FILE, SYMLINK) else 0)
+    path, kind, mode, size, h, target, mtime, xattrs = r
+    return path, Entry(kind, mode, size, h, target, mtime, 1 if kind in (FILE, SYMLINK) else 0,
+                       xattrs_from_json(orjson.loads(xattrs)) if xattrs else ())
+
+
+def _own_attrs(e: Entry, row: Entry) -> Entry:
+    """A directory's entry with the attributes of its attribute-only overlay row."""
+    return dataclasses.replace(e, mode=row.mode, mtime_ns=row.mtime_ns, xattrs=row.xattrs)
 
 
 def not_a_directory(path: str, kind: int) -> FailedPrecondition:
@@ -100,7 +118,7 @@ class Workspace:
             return None, None
         own = None if skip_self else rows.get(path)
         if own is not None and own.kind == DIR:  # attributes from the row
-            entry = dataclasses.replace(entry, mode=own.mode, mtime_ns=own.mtime_ns)
+            entry = _own_attrs(entry, own)
         return entry, (entry.hash if entry.kind == DIR else None)
 
     def lookup(self, path: str) -> Entry | None:
@@ -127,7 +145,7 @@ class Workspace:
             if e.kind == WHITEOUT:
                 children.pop(name, None)
             elif e.kind == DIR and not e.hash and name in children:
-                children[name] = dataclasses.replace(children[name], mode=e.mode, mtime_ns=e.mtime_ns)
+                children[name] = _own_attrs(children[name], e)
             else:
                 children[name] = e
         return children
@@ -148,9 +166,11 @@ class Workspace:
     # ---- writing
     def put(self, path: str, e: Entry) -> None:
         self.db.execute(
-            f"INSERT OR REPLACE INTO overlay(session_id, parent, {_ROW_COLS}) VALUES (?,?,?,?,?,?,?,?,?)",
+            f"INSERT OR REPLACE INTO overlay(session_id, parent, {_ROW_COLS}) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?)",
             (self.session_id, paths.parent_of(path), path, e.kind, e.mode, e.size, e.hash,
-             e.target, e.mtime_ns),
+             e.target, e.mtime_ns,
+             orjson.dumps(xattrs_to_json(e.xattrs)).decode() if e.xattrs else ""),
         )
 
     def remove(self, path: str) -> None:
@@ -172,14 +192,9 @@ class Workspace:
             (self.session_id, path + "/", path + "0"),
         )
 
-    def set_attrs(self, path: str, mode: int | None = None, mtime_ns: int | None = None) -> Entry:
-        entry = self.lookup(path)
-        assert entry is not None
-        new = dataclasses.replace(
-            entry,
-            mode=entry.mode if mode is None else mode,
-            mtime_ns=entry.mtime_ns if mtime_ns is None else mtime_ns,
-        )
+    def set_attrs(self, path: str, new: Entry) -> Entry:
+        """Give the entry at `path` new attributes (mode, mtime, xattrs of `new`,
+        which is the current entry with those changed), keeping its content."""
         if new.kind == DIR:
             own = self._rows_for([path]).get(path)
             # Keep a replaced directory's content; otherwise only attributes.
@@ -228,16 +243,16 @@ class Workspace:
                 prev = original.get(name)
                 if row is not None and row.kind == DIR:
                     child_base = row.hash or (prev.hash if prev and prev.kind == DIR else None)
-                    mode, mtime = row.mode, row.mtime_ns
+                    attrs = row
                 else:
-                    cur = entries[name]
-                    child_base, mode, mtime = cur.hash, cur.mode, cur.mtime_ns
+                    attrs = entries[name]
+                    child_base = attrs.hash
                 sub = build(child, child_base)
-                entries[name] = dataclasses.replace(batch.add_tree(sub), mode=mode, mtime_ns=mtime)
+                entries[name] = _own_attrs(batch.add_tree(sub), attrs)
             return entries
 
         tree = batch.add_tree(build(path, base))
-        return dataclasses.replace(tree, mode=entry.mode, mtime_ns=entry.mtime_ns)
+        return _own_attrs(tree, entry)
 
     def fold(self) -> str:
         """Make base + overlay the new fold_root; returns the root tree hash."""

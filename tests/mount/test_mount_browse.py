@@ -9,7 +9,7 @@ import stat
 
 import pytest
 import xattr
-from mount_helpers import is_mounted, run_aether
+from mount_helpers import is_mounted, run_aether, settle, settled, wait_for
 
 from aether.client import source
 
@@ -96,14 +96,69 @@ def test_xattrs(mnt, sdk, tree):
     with pytest.raises(OSError) as e:
         xattr.setxattr(f, "user.aether.hash", b"x")
     assert e.value.errno == errno.EPERM
-    # other user.* attributes are kept (by the mount, see docs/mount.md)
+    # other user.* attributes are the session's: stored by the daemon
     xattr.setxattr(f, "user.note", b"remember me")
     assert xattr.getxattr(f, "user.note") == b"remember me"
     assert "user.note" in xattr.listxattr(f)
+    assert settled(sdk, mnt).stat(sid, "big").xattrs == {"user.note": b"remember me"}
     xattr.removexattr(f, "user.note")
     with pytest.raises(OSError) as e:
         xattr.getxattr(f, "user.note")
     assert e.value.errno == errno.ENODATA
+    assert settled(sdk, mnt).stat(sid, "big").xattrs == {}
+
+
+def test_xattrs_set_through_the_api_show_within_a_second(mnt, sdk, tree):
+    sid, _ = tree
+    f = str(mnt / "hello.txt")
+    assert xattr.getxattr(f, "user.aether.state") == b"clean"
+    sdk.set_attributes(sid, "hello.txt", set_xattrs={"user.from-api": b"\x00\x01"})
+    assert wait_for(lambda: "user.from-api" in xattr.listxattr(f))[0]
+    assert xattr.getxattr(f, "user.from-api") == b"\x00\x01"
+    sdk.set_attributes(sid, "bin", set_xattrs={"user.dir": b"d"}, mode=0o700)
+    assert wait_for(lambda: stat.S_IMODE(os.stat(mnt / "bin").st_mode) == 0o700)[0]
+    assert xattr.getxattr(str(mnt / "bin"), "user.dir") == b"d"
+    sdk.set_attributes(sid, "hello.txt", remove_xattrs=["user.from-api"])
+    assert wait_for(lambda: "user.from-api" not in xattr.listxattr(f))[0]
+
+
+@pytest.mark.parametrize(("name", "value", "code"), [
+    (b"user." + b"n" * 251, b"v", errno.ERANGE),
+    (b"user.big", b"x" * (64 * 1024 + 1), errno.E2BIG),
+    (b"user.\xff\xfe", b"v", errno.EINVAL),
+    (b"trusted.x", b"v", errno.ENOTSUP),
+])
+def test_xattrs_the_daemon_would_refuse_fail_at_once(mnt, name, value, code):
+    f = str(mnt / "hello.txt")
+    with pytest.raises(OSError) as e:
+        os.setxattr(f, name, value)
+    assert e.value.errno == code
+
+
+def test_xattrs_are_bounded_per_file(mnt, sdk, tree):
+    sid, _ = tree
+    f = str(mnt / "bin" / "run.sh")
+    xattr.setxattr(f, "user.a", b"x" * (40 * 1024))
+    with pytest.raises(OSError) as e:
+        xattr.setxattr(f, "user.b", b"x" * (40 * 1024))
+    assert e.value.errno == errno.ENOSPC
+    xattr.setxattr(f, "user.a", b"x" * (60 * 1024))  # replacing its own value fits
+    xattr.removexattr(f, "user.a")
+    assert settled(sdk, mnt).stat(sid, "bin/run.sh").xattrs == {}
+
+
+def test_xattrs_outlive_the_mount(module_mounts, sdk):
+    s = sdk.create_session(name="xattrs-kept").id
+    sdk.write_file(s, "f", b"x")
+    first = module_mounts.mount(s, "xattrs-kept-1")
+    os.setxattr(first / "f", b"user.k", b"v")
+    os.mkdir(first / "d")
+    os.setxattr(first / "d", b"user.dir", b"yes")
+    os.rename(first / "f", first / "d" / "g")
+    settle(first)
+    second = module_mounts.mount(s, "xattrs-kept-2")
+    assert os.getxattr(second / "d" / "g", b"user.k") == b"v"
+    assert os.getxattr(second / "d", b"user.dir") == b"yes"
 
 
 def test_statfs(mnt):

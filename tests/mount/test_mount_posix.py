@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import subprocess
 
 import pytest
 import xattr
@@ -229,7 +230,7 @@ def test_symlinks(sdk, session, mnt, d):
     assert not (d / "rel").is_symlink()
 
 
-def test_chmod_reaches_the_daemon_and_utimes_is_kept(sdk, session, mnt, d):
+def test_chmod_and_utimes_reach_the_daemon(sdk, session, mnt, d):
     f = d / "script"
     f.write_text("#!/bin/sh\n")
     os.chmod(f, 0o755)
@@ -237,6 +238,53 @@ def test_chmod_reaches_the_daemon_and_utimes_is_kept(sdk, session, mnt, d):
     assert settled(sdk, mnt).stat(session, rel(mnt, f)).mode == 0o755
     os.utime(f, ns=(1_000_000_000, 2_000_000_000))
     assert os.stat(f).st_mtime_ns == 2_000_000_000
+    info = settled(sdk, mnt).stat(session, rel(mnt, f))
+    assert info.mtime.timestamp() == 2.0 and info.hash and info.size == 10
+    os.chmod(d, 0o700)
+    os.utime(d, ns=(1_000_000_000, 3_000_000_000))
+    info = settled(sdk, mnt).stat(session, rel(mnt, d))
+    assert (info.mode, info.mtime.timestamp()) == (0o700, 3.0)
+    os.chmod(d, 0o755)
+
+
+def test_cp_preserve_sends_times_and_xattrs_after_the_content(sdk, session, mnt, d):
+    """cp -p / tar x / rsync -a: write, then fchmod, futimens and fsetxattr on the
+    open file, then close. The content's write-back sets the mtime, so the
+    attributes must reach the daemon after it, whatever the order they were set."""
+    f = d / "copied"
+    fd = os.open(f, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, b"content")
+        os.fchmod(fd, 0o640)
+        os.setxattr(fd, b"user.origin", b"tarball")
+        os.utime(fd, ns=(5_000_000_000, 7_000_000_000))
+    finally:
+        os.close(fd)
+    assert os.stat(f).st_mtime_ns == 7_000_000_000
+    info = settled(sdk, mnt).stat(session, rel(mnt, f))
+    assert (bytes(sdk.read_file(session, rel(mnt, f)).data), info.mode,
+            info.mtime.timestamp(), info.xattrs) == (b"content", 0o640, 7.0,
+                                                     {"user.origin": b"tarball"})
+    # Writing again keeps the xattrs (the same file), and takes a new mtime.
+    with open(f, "ab") as fh:
+        fh.write(b"+")
+    info = settled(sdk, mnt).stat(session, rel(mnt, f))
+    assert info.xattrs == {"user.origin": b"tarball"} and info.mtime.timestamp() > 7.0
+    assert os.stat(f).st_mtime_ns > 7_000_000_000
+
+
+def test_cp_a_tree_keeps_its_times(sdk, session, mnt, d, tmp_path):
+    """`cp -a` into the mount: what make and rsync compare survives in the session."""
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "sub" / "f").write_text("f")
+    os.utime(src / "sub" / "f", ns=(1_500_000_000_000_000_000,) * 2)
+    os.utime(src / "sub", ns=(1_400_000_000_000_000_000,) * 2)
+    subprocess.run(["cp", "-a", str(src), str(d / "dst")], check=True)
+    assert os.stat(d / "dst" / "sub" / "f").st_mtime_ns == 1_500_000_000_000_000_000
+    s = settled(sdk, mnt)
+    assert s.stat(session, rel(mnt, d / "dst" / "sub" / "f")).mtime.timestamp() == 1.5e9
+    assert s.stat(session, rel(mnt, d / "dst" / "sub")).mtime.timestamp() == 1.4e9
 
 
 def test_many_files_in_one_directory(mnt, d):

@@ -40,7 +40,8 @@ INTERVAL = 0.25  # at most one refresh per this many seconds
 # What each event type changes on this screen (event types: aetherd/services/events.py).
 TREE_EVENTS = frozenset({
     "file.written", "file.deleted", "file.patched", "dir.created", "dir.removed",
-    "path.renamed", "path.copied", "symlink.created", "import.completed", "session.restored"})
+    "path.renamed", "path.copied", "symlink.created", "path.attributes_changed",
+    "import.completed", "session.restored"})
 TIMELINE_EVENTS = frozenset({
     "checkpoint.created", "checkpoint.deleted", "commit.created", "session.restored"})
 SESSION_EVENTS = TREE_EVENTS | {"session.updated", "session.archived"}

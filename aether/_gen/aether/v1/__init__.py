@@ -140,6 +140,7 @@ __all__ = (
     "SessionState",
     "SessionUsage",
     "SessionUsageRequest",
+    "SetAttributesRequest",
     "StatRequest",
     "SymlinkRequest",
     "Template",
@@ -1345,6 +1346,15 @@ class FileInfo(betterproto2.Message):
 
     extents: "list[Extent]" = betterproto2.field(8, betterproto2.TYPE_MESSAGE, repeated=True)
 
+    xattrs: "dict[str, bytes]" = betterproto2.field(
+        9,
+        betterproto2.TYPE_MAP,
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_BYTES),
+    )
+    """
+    Extended attributes (user.* names; see SetAttributesRequest).
+    """
+
 
 default_message_pool.register_message("aether.v1", "FileInfo", FileInfo)
 
@@ -1400,6 +1410,10 @@ class FsOp(betterproto2.Message):
 
     symlink: "SymlinkRequest | None" = betterproto2.field(
         6, betterproto2.TYPE_MESSAGE, optional=True, group="op"
+    )
+
+    set_attributes: "SetAttributesRequest | None" = betterproto2.field(
+        7, betterproto2.TYPE_MESSAGE, optional=True, group="op"
     )
 
 
@@ -2491,6 +2505,59 @@ class SessionUsageRequest(betterproto2.Message):
 
 
 default_message_pool.register_message("aether.v1", "SessionUsageRequest", SessionUsageRequest)
+
+
+@dataclass(eq=False, repr=False)
+class SetAttributesRequest(betterproto2.Message):
+    """
+    chmod, utimes and extended attributes of a path; its content is kept.
+    """
+
+    session_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    path: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    mode: "int | None" = betterproto2.field(3, betterproto2.TYPE_UINT32, optional=True)
+    """
+    Permission bits (at most 07777). Absent: unchanged. Not for symlinks.
+    """
+
+    mtime: "datetime.datetime | None" = betterproto2.field(
+        4, betterproto2.TYPE_MESSAGE, unwrap=lambda: __google__protobuf__.Timestamp, optional=True
+    )
+    """
+    Absent: unchanged.
+    """
+
+    set_xattrs: "dict[str, bytes]" = betterproto2.field(
+        5,
+        betterproto2.TYPE_MAP,
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_BYTES),
+    )
+    """
+    Extended attributes to add or replace. Names start with "user." (not
+    "user.aether."), at most 255 bytes; a value is at most 64 KiB; one path
+    holds at most 64 KiB of names and values. Not for symlinks.
+    """
+
+    remove_xattrs: "list[str]" = betterproto2.field(6, betterproto2.TYPE_STRING, repeated=True)
+    """
+    Names to remove (a name the path does not have is ignored).
+    """
+
+    replace_xattrs: "bool" = betterproto2.field(7, betterproto2.TYPE_BOOL)
+    """
+    The path's extended attributes become exactly set_xattrs.
+    """
+
+    if_match: "str" = betterproto2.field(8, betterproto2.TYPE_STRING)
+    """
+    As for a write: the change happens only when the file's content hash is
+    this; "*" means the path must exist.
+    """
+
+
+default_message_pool.register_message("aether.v1", "SetAttributesRequest", SetAttributesRequest)
 
 
 @dataclass(eq=False, repr=False)

@@ -554,6 +554,24 @@ class FileServiceStub(betterproto2_grpclib.ServiceStub):
             metadata=metadata,
         )
 
+    async def set_attributes(
+        self,
+        message: "SetAttributesRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "FileInfo":
+
+        return await self._unary_unary(
+            "/aether.v1.FileService/SetAttributes",
+            message,
+            FileInfo,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
     async def get_manifest(
         self,
         message: "ManifestRequest",
@@ -1794,6 +1812,10 @@ class FileServiceBase(betterproto2_grpclib.ServiceBase):
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
+    async def set_attributes(self, message: "SetAttributesRequest") -> "FileInfo":
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
     async def get_manifest(self, message: "ManifestRequest") -> "ManifestResponse":
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
@@ -1886,6 +1908,14 @@ class FileServiceBase(betterproto2_grpclib.ServiceBase):
         request = await stream.recv_message()
         assert request is not None
         response = await self.patch_file(request)
+        await stream.send_message(response)
+
+    async def __rpc_set_attributes(
+        self, stream: "grpclib.server.Stream[SetAttributesRequest, FileInfo]"
+    ) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        response = await self.set_attributes(request)
         await stream.send_message(response)
 
     async def __rpc_get_manifest(
@@ -2000,6 +2030,12 @@ class FileServiceBase(betterproto2_grpclib.ServiceBase):
                 self.__rpc_patch_file,
                 grpclib.const.Cardinality.UNARY_UNARY,
                 PatchFileRequest,
+                FileInfo,
+            ),
+            "/aether.v1.FileService/SetAttributes": grpclib.const.Handler(
+                self.__rpc_set_attributes,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                SetAttributesRequest,
                 FileInfo,
             ),
             "/aether.v1.FileService/GetManifest": grpclib.const.Handler(
