@@ -559,3 +559,113 @@ def test_cli_refuses_bad_input_before_sending(http, env, text, why):
     sid = new_session(http)
     failed = aether(env, "fs", "apply", sid, "-", input=text, text=True, check=2)
     assert why in failed.stderr
+
+
+# ---- batch ids: a repeat of a request is answered, not applied twice
+
+
+def apply_once(http: httpx.Client, sid: str, ops: list[dict], batch_id: str,
+               atomic: bool = False) -> httpx.Response:
+    return http.post(f"/v1/sessions/{sid}/fs:apply",
+                     json={"ops": ops, "atomic": atomic, "batchId": batch_id})
+
+
+# Not idempotent on its own: applied twice, the rename would fail (not_found)
+# and the symlink already exist.
+ONCE = [{"write": {"path": "a", "data": b64(b"a\n")}},
+        {"rename": {"fromPath": "a", "toPath": "b"}},
+        {"symlink": {"path": "l", "target": "b"}},
+        {"delete": {"path": "missing"}}]
+
+
+def test_a_repeated_batch_id_answers_what_it_answered_and_applies_nothing(http):
+    sid = new_session(http)
+    first = results(apply_once(http, sid, ONCE, "m1-1"))
+    assert codes(first) == ["ok", "ok", "ok", "not_found"]
+    after, cursor = tree(http, sid), last_cursor(http, sid)
+    again = results(apply_once(http, sid, ONCE, "m1-1"))
+    assert again == first
+    assert tree(http, sid) == after and last_cursor(http, sid) == cursor
+    # Without the id the same request is simply applied again.
+    assert codes(results(apply(http, sid, ONCE))) == [
+        "ok", "already_exists", "already_exists", "not_found"]
+
+
+def test_a_batch_id_names_one_request(http):
+    sid = new_session(http)
+    results(apply_once(http, sid, ONCE[:1], "id-1"))
+    before = tree(http, sid)
+    error = error_of(apply_once(http, sid, ONCE[:2], "id-1"), 412, "failed_precondition")
+    assert "other changes" in error["message"]
+    assert tree(http, sid) == before
+    # ids are per session
+    other = new_session(http)
+    assert codes(results(apply_once(http, other, ONCE[:1], "id-1"))) == ["ok"]
+
+
+@pytest.mark.parametrize("bad", ["", "has space", "x" * 129, "ünïcode", "a/b"])
+def test_bad_batch_ids_are_refused(http, bad):
+    sid = new_session(http)
+    r = apply_once(http, sid, ONCE[:1], bad)
+    if bad == "":
+        assert codes(results(r)) == ["ok"]  # no id: an ordinary batch
+        return
+    error_of(r, 400, "invalid_argument")
+    assert tree(http, sid) == {}
+
+
+def test_a_failed_atomic_batch_is_not_recorded(http):
+    sid = new_session(http)
+    ops = [{"write": {"path": "n", "data": b64(b"n"), "ifMatch": "*"}}]  # n must exist
+    error_of(apply_once(http, sid, ops, "atomic-1", atomic=True), 409, "conflict")
+    assert http.put(f"/v1/sessions/{sid}/files/n", content=b"old").status_code == 200
+    assert codes(results(apply_once(http, sid, ops, "atomic-1", atomic=True))) == ["ok"]
+    assert http.get(f"/v1/sessions/{sid}/files/n").content == b"n"
+
+
+def test_the_newest_batch_ids_are_remembered(http):
+    from aetherd.services.batch_records import KEPT
+
+    sid = new_session(http)
+    for i in range(KEPT + 1):
+        results(apply_once(http, sid, [{"mkdir": {"path": f"d{i}"}}], f"b{i}"))
+    # the newest KEPT answer from their record; the oldest is forgotten and
+    # applied again (its directory exists now)
+    assert codes(results(apply_once(http, sid, [{"mkdir": {"path": "d1"}}], "b1"))) == ["ok"]
+    assert codes(results(apply_once(http, sid, [{"mkdir": {"path": "d0"}}], "b0"))) == [
+        "already_exists"]
+
+
+def test_a_batch_applied_before_a_crash_is_answered_after_it(tmp_path):
+    """The record is written in the batch's transaction: what a client sees
+    when the daemon died after committing and before answering."""
+    d = DaemonProcess(tmp_path / "data").start()
+    try:
+        with d.http() as http:
+            sid = new_session(http)
+            first = results(apply_once(http, sid, ONCE, "crash-1"))
+        d.kill()
+        d.start()
+        with d.http() as http:
+            assert results(apply_once(http, sid, ONCE, "crash-1")) == first
+            assert set(tree(http, sid)) == {"b", "l"}
+    finally:
+        d.stop()
+
+
+async def test_grpc_repeats_are_answered_from_the_record_too(http, channel, md):
+    sid = new_session(http)
+    first = results(apply_once(http, sid, ONCE, "g-1"))
+    files = pb.FileServiceStub(channel, metadata=md)
+    reply = await files.apply(pb.ApplyRequest(session_id=sid, ops=grpc_ops(ONCE),
+                                              batch_id="g-1"))
+    assert [r.to_dict(include_default_values=True) for r in reply.results] == first
+
+
+def test_cli_batch_id(http, env):
+    sid = new_session(http)
+    ops = json.dumps(ONCE[:2])
+    aether(env, "fs", "apply", sid, "-", "--batch-id", "cli-1", input=ops, text=True)
+    again = aether(env, "--json", "fs", "apply", sid, "-", "--batch-id", "cli-1", input=ops,
+                   text=True)
+    assert codes(json.loads(out(again))["results"]) == ["ok", "ok"]

@@ -675,6 +675,11 @@ def apply(
     atomic: Annotated[bool, typer.Option(
         "--atomic", help="All or nothing: the first change that fails rolls every one "
         "back, and its error is the command's.")] = False,
+    batch_id: Annotated[str, typer.Option(
+        "--batch-id", metavar="ID",
+        help="Make running the same command again safe: a batch with this id that "
+        "was applied already (its answer lost) is answered from the daemon's record, "
+        "not applied twice.")] = "",
     json_: JsonOpt = False,
 ) -> None:
     """Apply many changes in one request and one transaction (fs:apply).
@@ -703,7 +708,7 @@ def apply(
     """
     out = output(ctx, json_)
     ops = parse_ops(read_text(file, "changes", out))
-    got = client(ctx).apply(session, ops, atomic=atomic)
+    got = client(ctx).apply(session, ops, atomic=atomic, batch_id=batch_id)
     rows = list(enumerate(zip(ops, got.results, strict=True)))
     if out.mode == "json":
         out.json(fmt.to_json(got))
@@ -764,8 +769,8 @@ def parse_ops(text: str) -> list[Any]:
         elif isinstance(whole, dict) and "ops" in whole:
             extra = set(whole) - {"ops"}
             if extra or not isinstance(whole["ops"], list):
-                raise typer.BadParameter('want {"ops": [op, ...]} (the session and --atomic '
-                                         "are given on the command line)", param_hint="'FILE'")
+                raise typer.BadParameter('want {"ops": [op, ...]} (the session, --atomic '
+                                         "and --batch-id are given on the command line)", param_hint="'FILE'")
             items = whole["ops"]
         else:
             items = [whole]  # JSON lines of one op

@@ -821,18 +821,23 @@ class Operations:
 
     def apply(
         self, session_id: str, ops: list[pb.FsOp] | list[dict[str, Any]], *,
-        atomic: bool = False,
+        atomic: bool = False, batch_id: str = "",
     ) -> pb.ApplyResponse:
         """Apply many changes (`FsOp`: write, delete, mkdir, rmdir, rename,
-        symlink) in order, in one request and one transaction. Each op gets a
-        result: `info` if it succeeded, `error` (an ErrorDetail) if not; a
-        failed op changes nothing and the ops after it still run. `atomic`:
-        all or nothing, the first failure is raised and nothing is changed."""
+        symlink, set_attributes) in order, in one request and one transaction.
+        Each op gets a result: `info` if it succeeded, `error` (an ErrorDetail)
+        if not; a failed op changes nothing and the ops after it still run.
+        `atomic`: all or nothing, the first failure is raised and nothing is
+        changed. `batch_id`: makes sending the same request again safe (after
+        a lost answer): a batch applied before is answered from the daemon's
+        record instead of being applied twice."""
         ops = list(ops)
         if ops and isinstance(ops[0], dict):  # already proto3 JSON (bytes as base64)
             body: dict[str, Any] = {"ops": ops, "atomic": atomic}
+            if batch_id:
+                body["batchId"] = batch_id
         else:
-            body = _dict(pb.ApplyRequest(ops=ops, atomic=atomic))
+            body = _dict(pb.ApplyRequest(ops=ops, atomic=atomic, batch_id=batch_id))
         return self._call(Call("POST", f"{session_url(session_id)}/fs:apply", json=body,
                                response="ApplyResponse"))
 

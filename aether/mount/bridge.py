@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import base64
 import errno
+import itertools
 import json
 import logging
 import os
+import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -169,6 +171,13 @@ class Bridge:
         )
         self.json = self.client.as_json()
         self.requests = 0
+        # Batch ids: unique to this mount process, then a counter.
+        self._origin = secrets.token_hex(8)
+        self._batches = itertools.count(1)
+
+    def new_batch_id(self) -> str:
+        """An id for one batch of changes, to send with every attempt of it."""
+        return f"m-{self._origin}-{next(self._batches)}"
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -231,13 +240,17 @@ class Bridge:
         return [str(h) for h in got.get("hashes") or []]
 
     async def write_chunks(self, path: str, chunks: list[str], if_match: str,
-                           mode: int) -> Entry:
+                           mode: int, batch_id: str) -> Entry:
         """Make `path` the file made of these stored chunks (conditional, like
-        write_file): one op of an atomic batch, so errors come back as errors."""
+        write_file): one op of an atomic batch, so errors come back as errors.
+        `batch_id` names this write (the same id for the same write sent
+        again): a repeat after a lost answer gets the answer, not a conflict
+        with itself."""
         op: dict[str, Any] = {"path": path, "chunks": chunks, "mode": mode}
         if if_match:
             op["ifMatch"] = if_match
-        got = await self._run(self.json.apply, self.session_id, [{"write": op}], atomic=True)
+        got = await self._run(self.json.apply, self.session_id, [{"write": op}], atomic=True,
+                              batch_id=batch_id, read=True)
         return file_entry(path, (got.get("results") or [{}])[0].get("info") or {})
 
     async def read_files(self, paths: list[str]) -> list[tuple[str, bytes, str]]:
@@ -304,12 +317,16 @@ class Bridge:
                                if_match=if_match, mode=mode, create_parents=False)
         return Entry.from_info(info)
 
-    async def apply(self, ops: list[dict[str, Any]]) -> dict[str, Any]:
+    async def apply(self, ops: list[dict[str, Any]], batch_id: str) -> dict[str, Any]:
         """Many changes (`FsOp`s as proto3 JSON) in one request and one daemon
         transaction, in order; each op answers for itself, in the answer's
         `results` (the journal's batches). JSON both ways: building and
-        reading messages would cost the mount more CPU than the daemon spends."""
-        return await self._run(self.json.apply, self.session_id, ops)
+        reading messages would cost the mount more CPU than the daemon spends.
+        With its `batch_id` a batch can be sent again whatever became of the
+        first attempt (the daemon applies it once), so it is retried like a
+        read."""
+        return await self._run(self.json.apply, self.session_id, ops, batch_id=batch_id,
+                               read=True)
 
     # ---- events
 

@@ -185,19 +185,23 @@ def merge(table: InodeTable, notifier: Notifier, d: Node, entries: list[Entry]) 
             table.maybe_drop(child)
             changes += 1
             continue
+        # Attributes this mount changed and the daemon has not answered yet:
+        # the listing may predate them (content it may still bring).
+        ours = child.attrs_out > 0
         if child.kind == FILE:
             # (times compared to the microsecond: what the daemon keeps)
             times = not child.local_times and e.mtime_ns // 1000 != child.mtime_ns // 1000
-            if e.hash == child.hash and e.size == child.size and e.mode == child.mode \
-                    and e.xattrs == child.xattrs and not times:
+            if e.hash == child.hash and e.size == child.size and (ours or (
+                    e.mode == child.mode and e.xattrs == child.xattrs and not times)):
                 continue
             content = e.hash != child.hash
             if content and child.staging is not None:  # clean but stale: drop it
                 child.staging.discard()
                 child.staging = None
-            child.hash, child.size, child.mode = e.hash, e.size, e.mode
-            child.xattrs = dict(e.xattrs)
-            if content or not child.local_times:
+            child.hash, child.size = e.hash, e.size
+            if not ours:
+                child.mode, child.xattrs = e.mode, dict(e.xattrs)
+            if not child.local_times or (content and not ours):
                 child.mtime_ns = child.ctime_ns = e.mtime_ns or now_ns()
                 child.local_times = False
             notifier.inode(child.ino, attr_only=not content or child.opens > 0)
@@ -210,7 +214,7 @@ def merge(table: InodeTable, notifier: Notifier, d: Node, entries: list[Entry]) 
                 changes += 1
         elif child.kind == DIR:
             # (not its mtime: the mount's own moves with changes inside it)
-            if e.mode != child.mode or e.xattrs != child.xattrs:
+            if not ours and (e.mode != child.mode or e.xattrs != child.xattrs):
                 child.mode = e.mode
                 child.xattrs = dict(e.xattrs)
                 notifier.inode(child.ino, attr_only=True)

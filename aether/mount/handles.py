@@ -417,7 +417,8 @@ class Files:
                 continue
             try:
                 return await self._echoed("file.written", path, self.bridge.write_chunks,
-                                          path, hashes, if_match, mode)
+                                          path, hashes, if_match, mode,
+                                          self.bridge.new_batch_id())
             except RemoteError as exc:
                 if "missing_chunk" not in exc.details:
                     raise

@@ -79,6 +79,9 @@ class Node:
     # ATTR_* bits changed here whose change is not journalled yet: it waits
     # for the file's content (journal.py), which would otherwise reset them.
     attrs_pending: int = 0
+    # Journalled attribute changes the daemon has not answered: a listing
+    # taken meanwhile has the old mode/times/xattrs (content it may update).
+    attrs_out: int = 0
     # The content hash whose pages the kernel may hold (keep_cache decisions).
     kernel_hash: str = ""
     xattrs: dict[bytes, bytes] = field(default_factory=dict)

@@ -34,10 +34,12 @@ lost a race follows the conflict rule (handles.py); "already done" answers
 finds exactly its own content, as after a retried batch) count as success;
 anything else is logged, remembered for the next `sync()`, and the
 directories involved are listed again so the mount shows the daemon's truth
-again. A batch that cannot reach the daemon at all is retried as it is, with
-back-off, until it can (a daemon restart is a pause); one that may have
-reached it without an answer is reported failed instead of being resent
-(renames and symlinks are not idempotent).
+again. Each batch goes with a batch id: a batch whose answer did not come
+back (the daemon could not be reached, or died or the connection broke after
+the request left) is sent again as it is, with back-off, until it is
+answered; the daemon applies a batch id once and answers a repeat from its
+record (aetherd/services/batch_records.py), so a rename or a symlink is never
+applied twice and a daemon restart is a pause.
 """
 
 from __future__ import annotations
@@ -174,6 +176,9 @@ class Journal:
         # close right after a flush journals nothing new.
         self._queued: dict[int, int] = {}
         self._flusher: object | None = None  # the task sending a batch right now
+        # A batch whose attempt failed without an answer: sent again as it is
+        # before anything else.
+        self._again: _Outgoing | None = None
         # ino -> how many of the log's ops are about that node, and how many of
         # those are out (sent, not answered): O(1) answers for unlink and rename.
         self._ops_of: Counter[int] = Counter()
@@ -256,6 +261,7 @@ class Journal:
             op.attrs |= which
         else:
             op = self._append(Op(ATTRS, path, node, attrs=which))
+            node.attrs_out += 1  # until the op leaves the log
         op.mode, op.mtime_ns = node.mode, node.mtime_ns
         if op.attrs & ATTR_XATTRS:
             op.xattrs = dict(node.xattrs)
@@ -378,7 +384,12 @@ class Journal:
                 self._flusher = None
 
     async def _flush_batch(self) -> None:
-        batch, locked = self._take()
+        again, self._again = self._again, None
+        if again is not None:
+            batch = again.ops
+            locked = await self._lock_writes(batch)
+        else:
+            batch, locked = self._take()
         if not batch:
             await trio.sleep(0.001)  # the front op waits for its file's lock
             return
@@ -387,12 +398,18 @@ class Journal:
                 if batch[0].kind == WRITE and batch[0].data is None:
                     await self._send_large(batch[0])
                 else:
-                    await self._send_batch(batch)
+                    await self._send_batch(batch, again)
             except _Retry as exc:
-                for op in batch:
-                    op.sent = False
-                    if op.node is not None:
-                        self._sent_of[op.node.ino] -= 1
+                if exc.outgoing is not None:
+                    # The very same request goes again (its batch id makes a
+                    # repeat safe, whatever became of this attempt); changes
+                    # journalled meanwhile wait behind it.
+                    self._again = exc.outgoing
+                else:  # a large file: taken from the log again
+                    for op in batch:
+                        op.sent = False
+                        if op.node is not None:
+                            self._sent_of[op.node.ino] -= 1
                 if self._unreachable_since is None:
                     self._unreachable_since = trio.current_time()
                 log.warning("sending %d change(s) failed (%s); retrying", len(batch), exc)
@@ -416,6 +433,8 @@ class Journal:
             op = self._log.popleft()
             self._bytes -= len(op.data or b"")
             if op.node is not None:
+                if op.kind == ATTRS:
+                    op.node.attrs_out -= 1
                 ino = op.node.ino
                 self._sent_of[ino] -= 1
                 if not op.dropped:
@@ -425,6 +444,16 @@ class Journal:
                     self._sent_of.pop(ino, None)
         self._progress.set()
         self._progress = trio.Event()
+
+    async def _lock_writes(self, batch: list[Op]) -> list[Node]:
+        """Hold the locks `_take` holds for a batch, for sending it again."""
+        held: dict[int, Node] = {}
+        for op in batch:
+            if op.kind == WRITE and op.data is not None and not op.dropped \
+                    and op.node is not None and op.node.ino not in held:
+                await op.node.lock.acquire()
+                held[op.node.ino] = op.node
+        return list(held.values())
 
     def _take(self) -> tuple[list[Op], list[Node]]:
         """The next batch: ops from the front, up to the limits, stopping before
@@ -469,7 +498,31 @@ class Journal:
                 raise _Retry(exc.strerror or str(exc), _delay(exc)) from None
             self._failed(op, exc)
 
-    async def _send_batch(self, batch: list[Op]) -> None:
+    async def _send_batch(self, batch: list[Op], out: _Outgoing | None) -> None:
+        if out is None:
+            out = self._outgoing(batch)
+        live = out.live
+        if not live:
+            return
+        for op in live:
+            self.echoes.expect(_EVENTS[op.kind], op.event_path)
+        try:
+            resp = await self.bridge.apply(out.messages, out.batch_id)
+        except OSError as exc:
+            for op in live:
+                self.echoes.cancel(_EVENTS[op.kind], op.event_path)
+            if _retryable(exc):
+                raise _Retry(exc.strerror or str(exc), _delay(exc), out) from None
+            # The whole request was refused (an archived session, a revoked
+            # token): every op failed with it.
+            for op in live:
+                self._failed(op, exc)
+            self._relist_for(live)
+            return
+        await self._answered(live, resp)
+
+    def _outgoing(self, batch: list[Op]) -> _Outgoing:
+        """The request of a batch, built once: every attempt sends the same."""
         messages: list[dict[str, Any]] = []
         before: dict[int, bytes] = {}  # ino -> the content its last write in this batch sends
         live: list[Op] = []
@@ -496,22 +549,10 @@ class Journal:
             else:
                 messages.append(op.json(""))
             live.append(op)
-            self.echoes.expect(_EVENTS[op.kind], op.event_path)
-        if not live:
-            return
-        try:
-            resp = await self.bridge.apply(messages)
-        except OSError as exc:
-            for op in live:
-                self.echoes.cancel(_EVENTS[op.kind], op.event_path)
-            if _retryable(exc):
-                raise _Retry(exc.strerror or str(exc), _delay(exc)) from None
-            # The whole request was refused (an archived session, a revoked
-            # token): every op failed with it.
-            for op in live:
-                self._failed(op, exc)
-            self._relist_for(live)
-            return
+        return _Outgoing(batch, live, messages, self.bridge.new_batch_id())
+
+    async def _answered(self, live: list[Op], resp: dict[str, Any]) -> None:
+        """Take in the daemon's answer to a batch: a result per live op."""
         stale: list[Op] = []
         results = resp.get("results") or []
         if len(results) != len(live):
@@ -557,8 +598,8 @@ class Journal:
             current = details.get("current_hash", "")
             if code == "conflict" and op.data is not None and current \
                     and current == blake3.blake3(op.data).hexdigest():
-                # Our own content is there already (a batch retried after its
-                # answer was lost, or the same bytes written elsewhere).
+                # Our own content is there already (the same bytes written
+                # elsewhere, or a write repeated after its batch id was forgotten).
                 self._wrote(op, Entry(op.path.rpartition("/")[2], "file", op.mode,
                                       len(op.data), current, "", 0))
                 return True
@@ -615,10 +656,21 @@ class Journal:
             self.relist(d)
 
 
+@dataclass(eq=False)
+class _Outgoing:
+    """A batch as sent: its ops, those in the request, the request, its id."""
+
+    ops: list[Op]
+    live: list[Op]
+    messages: list[dict[str, Any]]
+    batch_id: str
+
+
 class _Retry(Exception):
-    def __init__(self, why: str, delay: float) -> None:
+    def __init__(self, why: str, delay: float, outgoing: _Outgoing | None = None) -> None:
         super().__init__(why)
         self.delay = delay
+        self.outgoing = outgoing  # an fs:apply batch to send again as it is
 
 
 def _retryable(exc: OSError) -> bool:

@@ -12,15 +12,19 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
+import blake3
+
 from aether import pb
 from aether.errors import AetherError, InvalidArgument, PermissionDenied
 from aetherd.api import convert
 from aetherd.auth.guard import visible_sessions
 from aetherd.auth.principal import acting_name, current
+from aetherd.services import batch_records
 from aetherd.services.files import (
     BATCH_KINDS,
     FileRead,
     Files,
+    Once,
     check_batch_size,
     check_chunk_query,
     check_read_batch_size,
@@ -216,10 +220,15 @@ class FilesApi(pb.FileServiceBase):
     async def apply(self, message: pb.ApplyRequest) -> pb.ApplyResponse:
         check_batch_size(len(message.ops))
         ops = [_fs_op(i, op) for i, op in enumerate(message.ops)]
-        results = await self.run(self.f.apply, message.session_id, ops, message.atomic)
-        return pb.ApplyResponse(results=[
-            pb.FsOpResult(error=convert.error_detail(r)) if isinstance(r, AetherError)
-            else pb.FsOpResult(info=convert.file_info(*r)) for r in results])
+        once = None
+        if message.batch_id:
+            batch_records.check_id(message.batch_id)
+            once = Once(message.batch_id, await self.run(_ops_hash, message),
+                        lambda results: bytes(_apply_response(results)))
+        done = await self.run(self.f.apply, message.session_id, ops, message.atomic, once=once)
+        if done.replayed is not None:
+            return pb.ApplyResponse.parse(done.replayed)
+        return _apply_response(done.results)
 
     async def missing_chunks(self, message: pb.MissingChunksRequest) -> pb.MissingChunksResponse:
         check_chunk_query(message.hashes)
@@ -229,6 +238,19 @@ class FilesApi(pb.FileServiceBase):
     async def put_chunks(self, message: pb.PutChunksRequest) -> pb.PutChunksResponse:
         hashes = await self.run(self.f.put_chunks, message.session_id, message.data)
         return pb.PutChunksResponse(hashes=hashes)
+
+
+def _apply_response(results: list) -> pb.ApplyResponse:
+    return pb.ApplyResponse(results=[
+        pb.FsOpResult(error=convert.error_detail(r)) if isinstance(r, AetherError)
+        else pb.FsOpResult(info=convert.file_info(*r)) for r in results])
+
+
+def _ops_hash(message: pb.ApplyRequest) -> str:
+    """What a batch id stands for: the ops and how they apply (not the session,
+    which is part of the record's key, nor the id itself)."""
+    return blake3.blake3(bytes(pb.ApplyRequest(ops=message.ops,
+                                               atomic=message.atomic))).hexdigest()
 
 
 def _read_entry(r: FileRead) -> pb.ReadFilesEntry:

@@ -30,7 +30,7 @@ from aether.errors import (
 )
 from aetherd import paths
 from aetherd.config import limits
-from aetherd.services import quota, xattr_names
+from aetherd.services import batch_records, quota, xattr_names
 from aetherd.services.state import SessionRecord, Store
 from aetherd.store.blobs import BlobMissing, chunk_hash
 from aetherd.store.objects import (
@@ -616,7 +616,7 @@ class Files:
 
     # ---- batches
     def apply(self, session_id: str, ops: Sequence[tuple[str, dict[str, Any]]],
-              atomic: bool = False) -> list[tuple[str, Entry] | AetherError]:
+              atomic: bool = False, *, once: Once | None = None) -> Applied:
         """Apply many changes in order, in one write transaction (one commit).
 
         `ops` are (kind, arguments): a kind of BATCH_KINDS and the keyword
@@ -630,6 +630,11 @@ class Files:
 
         Every write's content is stored first, outside the transaction, in one
         object batch.
+
+        `once` (a batch id): if this batch was applied before, nothing runs
+        and the answer recorded then is returned (`Applied.replayed`);
+        otherwise the answer is recorded in the batch's transaction
+        (batch_records.py).
         """
         check_batch_size(len(ops))
         lim = limits()
@@ -652,6 +657,11 @@ class Files:
         results: list[tuple[str, Entry] | AetherError] = []
         with self.db.write():
             rec, _ = self.store.writable(session_id)  # still writable now that we hold the lock
+            if once is not None:
+                earlier = batch_records.find(self.db, session_id, once.batch_id,
+                                             once.request_hash)
+                if earlier is not None:
+                    return Applied([], earlier)
             budget = quota.TreeBudget(self.sessions, rec)
             for step in steps:
                 if atomic:
@@ -664,7 +674,10 @@ class Files:
                     if exc.code == "internal" and not exc.expose:
                         raise  # a fault of the daemon, not of the op: the request fails
                     results.append(exc)
-        return results
+            if once is not None:
+                batch_records.record(self.db, session_id, once.batch_id, once.request_hash,
+                                     once.encode(results))
+        return Applied(results)
 
     def _batch_step(self, session_id: str, kind: str, args: dict[str, Any]) -> _Step:
         """The step of a change other than a write: its single call."""
@@ -708,6 +721,25 @@ class Files:
             assert entry is not None  # no `expect`: never None
             return path, entry
         return step
+
+
+@dataclasses.dataclass(frozen=True)
+class Once:
+    """A batch sent with a batch id: applied at most once (batch_records.py)."""
+
+    batch_id: str
+    request_hash: str  # of the ops: the same id with other changes is refused
+    # The answer as the client gets it, recorded for a repeat of the request.
+    encode: Callable[[list[tuple[str, Entry] | AetherError]], bytes]
+
+
+@dataclasses.dataclass
+class Applied:
+    """What `Files.apply` did: a result per op, or, for a batch id applied
+    before, the answer recorded then (and no results)."""
+
+    results: list[tuple[str, Entry] | AetherError]
+    replayed: bytes | None = None
 
 
 BATCH_KINDS = ("write", "delete", "mkdir", "rmdir", "rename", "symlink", "set_attributes")

@@ -117,6 +117,21 @@ CREATE TABLE IF NOT EXISTS events (
     PRIMARY KEY (session_id, cursor)
 ) WITHOUT ROWID;
 
+-- The answers of recent fs:apply batches sent with a batch_id
+-- (services/batch_records.py), written in the batch's own transaction: a
+-- batch is recorded exactly when it was applied, so a client that lost the
+-- answer sends it again and gets this instead of a second application. The
+-- newest few hundred per session are kept.
+CREATE TABLE IF NOT EXISTS applied_batches (
+    session_id  TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+    batch_id    TEXT NOT NULL,      -- chosen by the client
+    request_hash TEXT NOT NULL,     -- BLAKE3 of the request's ops: an id is not reusable
+    response    BLOB NOT NULL,      -- the ApplyResponse as sent, zstd-compressed
+    created_ns  INTEGER NOT NULL,
+    PRIMARY KEY (session_id, batch_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS applied_batches_by_time ON applied_batches(session_id, created_ns);
+
 -- The message bus: ordered per session, bounded retention.
 CREATE TABLE IF NOT EXISTS bus (
     session_id  TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import threading
 import time
 
@@ -166,6 +167,49 @@ def test_daemon_restart_while_mounted(fresh_daemon, tmp_path):
             c.write_file(s, "from-api.txt", b"api")
         got, took = wait_for(lambda: (mnt / "from-api.txt").exists(), timeout=20)
         assert got, f"events not followed again after the restart ({took:.1f}s)"
+        mounts.umount(mnt)
+    finally:
+        mounts.cleanup()
+
+
+def test_changes_in_flight_when_the_daemon_dies_arrive_exactly_once(fresh_daemon, tmp_path):
+    """The daemon is killed while a stream of renames and symlinks (not
+    idempotent) is being sent: a batch in flight may have been committed or
+    not, and its answer is lost either way. The mount sends it again with
+    the same batch id until answered, so after the restart the session holds
+    exactly what the mount shows: nothing missing, nothing applied twice."""
+    d = fresh_daemon.start()
+    mounts = Mounts(mount_env(d, tmp_path), tmp_path)
+    rng = random.Random(5)
+    try:
+        with Client(d.http_url, token=d.token) as c:
+            s = c.create_session(name="in-flight").id
+        mnt = mounts.mount(s, "in-flight")
+        for round_ in range(3):
+            base = mnt / f"r{round_}"
+            base.mkdir()
+
+            def work(base=base) -> None:
+                for i in range(300):
+                    (base / f"f{i}").write_bytes(b"x")
+                    os.rename(base / f"f{i}", base / f"g{i}")
+                    os.symlink(f"g{i}", base / f"l{i}")
+
+            t = threading.Thread(target=work)
+            t.start()
+            time.sleep(rng.uniform(0.05, 0.5))
+            d.kill()
+            time.sleep(0.2)
+            d.start()
+            t.join()
+            settle(mnt)
+            want = {f"g{i}" for i in range(300)} | {f"l{i}" for i in range(300)}
+            assert set(os.listdir(base)) == want
+            with Client(d.http_url, token=d.token) as c:
+                got = {e.path.rpartition("/")[2]
+                       for e in c.list_tree(s, f"r{round_}", page_size=10_000).entries}
+            assert got == want, f"round {round_}: {sorted(got ^ want)[:10]}"
+        assert "failed at the daemon" not in mounts.log(mnt)  # no change refused
         mounts.umount(mnt)
     finally:
         mounts.cleanup()

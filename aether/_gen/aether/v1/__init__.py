@@ -388,6 +388,15 @@ class ApplyRequest(betterproto2.Message):
     its error is the response's (an ordinary error response, not results).
     """
 
+    batch_id: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+    """
+    Makes a repeat of this request safe: if a batch with this id was applied
+    (its answer lost on the way), the daemon answers what it answered then
+    and applies nothing. 1-128 characters of A-Z a-z 0-9 . _ : -, unique per
+    session; the same id with other ops is failed_precondition. The newest
+    256 batch ids of each session are remembered.
+    """
+
 
 default_message_pool.register_message("aether.v1", "ApplyRequest", ApplyRequest)
 
