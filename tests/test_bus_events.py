@@ -487,6 +487,61 @@ async def test_events_follow_live_sse_resumes(ahttp, http):
     assert seen == [(1, "session.created")] + [(i, "file.written") for i in range(2, 8)]
 
 
+def test_events_record_their_origin_and_followers_can_leave_theirs_out(http):
+    sid = new_session(http)
+    for origin, path in (("agent-1", "a"), ("", "b"), ("mount-x", "c"), ("agent-1", "d")):
+        headers = {"Aether-Origin": origin} if origin else {}
+        r = http.put(f"/v1/sessions/{sid}/files/{path}", content=b"x", headers=headers)
+        assert r.status_code in (200, 201), r.text
+    r = http.get(f"/v1/sessions/{sid}/events", params={"types": "file.written"})
+    assert [(e["path"], e["origin"]) for e in r.json()["events"]] == [
+        ("a", "agent-1"), ("b", ""), ("c", "mount-x"), ("d", "agent-1")]
+    r = http.get(f"/v1/sessions/{sid}/events", params={"exclude_origin": "agent-1"})
+    body = r.json()
+    assert [e["path"] for e in body["events"]] == ["", "b", "c"]  # session.created too
+    assert body["nextCursor"] == "5"  # past the left-out ones
+    r = http.put(f"/v1/sessions/{sid}/files/e", content=b"x",
+                 headers={"Aether-Origin": "bad origin"})
+    assert (r.status_code, r.json()["error"]["code"]) == (400, "invalid_argument")
+    r = http.get(f"/v1/sessions/{sid}/events", params={"exclude_origin": "x" * 65})
+    assert r.json()["error"]["code"] == "invalid_argument"
+
+
+def test_cli_shows_origins_and_leaves_one_out(http, env):
+    from cli_helpers import aether, out
+
+    sid = new_session(http)
+    http.put(f"/v1/sessions/{sid}/files/a", content=b"x", headers={"Aether-Origin": "bot-7"})
+    http.put(f"/v1/sessions/{sid}/files/b", content=b"x")
+    shown = out(aether(env, "events", "tail", sid, text=True))
+    assert "from bot-7" in shown
+    left = out(aether(env, "-q", "events", "ls", sid, "--exclude-origin", "bot-7", text=True))
+    assert left.split() == ["1", "3"]
+
+
+async def test_origin_over_grpc_and_followers_without_their_own(channel, md, http, ahttp):
+    sid = new_session(http)
+    files = pb.FileServiceStub(channel, metadata={**md, "aether-origin": "grpc-client"})
+    await files.write_file(pb.WriteFileRequest(session_id=sid, path="mine", data=b"1"))
+    ev = pb.EventServiceStub(channel, metadata=md)
+    r = await ev.list_events(pb.ListEventsRequest(session_id=sid, types=["file.written"]))
+    assert [(e.path, e.origin) for e in r.events] == [("mine", "grpc-client")]
+    # A live follower leaving out its own changes sees only the others'.
+    got = []
+    stream = ev.follow(pb.ListEventsRequest(session_id=sid, types=["file.written"],
+                                            exclude_origin="grpc-client"))
+    async with asyncio.timeout(WAIT):
+        await files.write_file(pb.WriteFileRequest(session_id=sid, path="mine2", data=b"2"))
+        writer = asyncio.create_task(_write_files(ahttp, sid, 2))
+        async for e in stream:
+            got.append(e.path)
+            if len(got) == 2:
+                break
+        await stream.aclose()
+        await writer
+    assert got == ["f0", "f1"]
+
+
 # ---- in-process: retention and deletion, on a real Store
 
 

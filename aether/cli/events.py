@@ -21,6 +21,9 @@ app = group("The activity log of a session: ls, tail -f from a cursor.")
 TypesOpt = Annotated[list[str] | None, typer.Option(
     "--type", "-t", metavar="TYPE", help="Only events of this type, e.g. file.written "
     "(repeatable).", show_default=False)]
+ExcludeOpt = Annotated[str, typer.Option(
+    "--exclude-origin", metavar="ORIGIN",
+    help="Leave out the events of changes sent with this Aether-Origin (a client's own).")]
 FromOpt = Annotated[int | None, typer.Option(
     "--from", metavar="CURSOR", min=0, help="Events after this cursor (0 = from the first).",
     show_default=False)]
@@ -33,6 +36,8 @@ def event_line(e: Any) -> str:
         parts.append(e.path)
     if e.actor:
         parts.append(f"by {e.actor}")
+    if e.origin:
+        parts.append(f"from {e.origin}")
     if e.attributes:
         parts.append(fmt.pairs(e.attributes))
     return "  ".join(parts)
@@ -45,6 +50,7 @@ EVENT_COLUMNS = [
     fmt.Column("PATH", lambda e: e.path or "-", wrap=True),
     fmt.Column("ACTOR", lambda e: e.actor or "-", drop=3),
     fmt.Column("ATTRIBUTES", lambda e: fmt.pairs(e.attributes), wrap=True, drop=4),
+    fmt.Column("ORIGIN", lambda e: e.origin or "-", drop=5),
 ]
 
 
@@ -56,6 +62,7 @@ def ls(
     type_: TypesOpt = None,
     limit: Annotated[int, typer.Option(
         "--limit", help="Show at most this many (0 = all).", min=0)] = 0,
+    exclude_origin: ExcludeOpt = "",
     json_: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -63,7 +70,8 @@ def ls(
     Event; -q: cursors."""
     out = output(ctx, json_, quiet)
     list_log(out, client(ctx).iter_events, session, after=from_, limit=limit,
-             columns=EVENT_COLUMNS, empty="No events.", types=type_ or [])
+             columns=EVENT_COLUMNS, empty="No events.", types=type_ or [],
+             exclude_origin=exclude_origin)
 
 
 @app.command("tail")
@@ -78,6 +86,7 @@ def tail_(
         "--lines", "-n", metavar="N", min=0,
         help="Without --from: start with the newest N events.")] = 10,
     type_: TypesOpt = None,
+    exclude_origin: ExcludeOpt = "",
     json_: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -87,4 +96,5 @@ def tail_(
     out = output(ctx, json_, quiet)
     c = client(ctx)
     tail(out, c.list_events, c.follow_events, session, items="events", line=event_line,
-         after=from_, last=lines, keep_following=follow, types=type_ or [])
+         after=from_, last=lines, keep_following=follow, types=type_ or [],
+         exclude_origin=exclude_origin)

@@ -1299,32 +1299,42 @@ class Operations:
 
     # -- events: the session's activity log (file changes, checkpoints, reviews, ...)
 
-    def _events_call(self, session_id: str, after: int, types: list[str], limit: int) -> Call:
+    def _events_call(self, session_id: str, after: int, types: list[str], limit: int,
+                     exclude_origin: str = "") -> Call:
         return Call("GET", session_url(session_id) + "/events", params=query(
-            after=after, types=types, limit=limit), response="ListEventsResponse")
+            after=after, types=types, limit=limit, exclude_origin=exclude_origin),
+            response="ListEventsResponse")
 
     def list_events(
         self, session_id: str, *, after: int = 0, types: Iterable[str] = (), limit: int = 0,
+        exclude_origin: str = "",
     ) -> pb.ListEventsResponse:
         """One page of events with a cursor greater than `after` (of `types`, when
-        given, e.g. "file.written"). Read on from `next_cursor`."""
-        return self._call(self._events_call(session_id, after, list(types), limit))
+        given, e.g. "file.written"). Read on from `next_cursor`. `exclude_origin`
+        leaves out the events of changes sent with that `Aether-Origin` header
+        (a client's own: pass `headers={"Aether-Origin": ...}` to the client)."""
+        return self._call(self._events_call(session_id, after, list(types), limit,
+                                            exclude_origin))
 
     def iter_events(
         self, session_id: str, *, after: int = 0, types: Iterable[str] = (), limit: int = 0,
+        exclude_origin: str = "",
     ) -> Any:
         """Every event after `after` that is there now (Iterator / AsyncIterator[pb.Event])."""
         types = list(types)
         return self._cursor_pages(
-            lambda a: self._events_call(session_id, a, types, limit), after, "events")
+            lambda a: self._events_call(session_id, a, types, limit, exclude_origin), after,
+            "events")
 
     def follow_events(
         self, session_id: str, *, after: int = 0, types: Iterable[str] = (),
+        exclude_origin: str = "",
     ) -> Any:
-        """Events after `after`, then live ones (server-sent events); see `follow_bus`."""
+        """Events after `after`, then live ones (server-sent events); see
+        `follow_bus`. `exclude_origin` as for `list_events`."""
         return self._follow(Call(
             "GET", session_url(session_id) + "/events",
-            params=query(after=after, types=list(types)),
+            params=query(after=after, types=list(types), exclude_origin=exclude_origin),
             headers={"accept": "text/event-stream"}, response="Event"))
 
     # -- review: comments, annotations, approvals bound to a state

@@ -165,19 +165,21 @@ class Bridge:
         self.session_id = session_id
         self.at = at
         self.download_piece = download_piece or DOWNLOAD_PIECE
+        # What this mount's requests call themselves (Aether-Origin): the
+        # events of its own changes are left out of the stream it follows.
+        self.origin = f"mount-{secrets.token_hex(8)}"
         self.client = AsyncClient(
             target.base_url, token=target.token, uds=target.uds,
             timeout=httpx.Timeout(120.0, connect=5.0, pool=30.0),
+            headers={"aether-origin": self.origin},
         )
         self.json = self.client.as_json()
         self.requests = 0
-        # Batch ids: unique to this mount process, then a counter.
-        self._origin = secrets.token_hex(8)
-        self._batches = itertools.count(1)
+        self._batches = itertools.count(1)  # batch ids: the origin and a counter
 
     def new_batch_id(self) -> str:
         """An id for one batch of changes, to send with every attempt of it."""
-        return f"m-{self._origin}-{next(self._batches)}"
+        return f"{self.origin}-{next(self._batches)}"
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -334,7 +336,7 @@ class Bridge:
         return f"/v1/sessions/{seg(self.session_id)}/events"
 
     def _raw_http(self, read_timeout: float | None) -> httpx.AsyncClient:
-        headers = {"accept": "application/json"}
+        headers = {"accept": "application/json", "aether-origin": self.origin}
         if self.target.token:
             headers["authorization"] = f"Bearer {self.target.token}"
         transport = httpx.AsyncHTTPTransport(uds=self.target.uds) if self.target.uds else None
@@ -365,7 +367,8 @@ class Bridge:
     async def _follow(self, after: int) -> AsyncIterator[Event]:
         async with self._raw_http(60.0) as http:
             headers = {"accept": "text/event-stream", "last-event-id": str(after)}
-            async with http.stream("GET", self._events_url(), headers=headers) as r:
+            async with http.stream("GET", self._events_url(), headers=headers,
+                                   params={"exclude_origin": self.origin}) as r:
                 if r.status_code >= 400:
                     await r.aread()
                     raise RemoteError(errno.EIO, error_from_response(r))

@@ -9,9 +9,10 @@ appeared or vanished, `invalidate_inode` for files whose attributes or content
 changed. `invalidate_inode` may block (pyfuse3 pitfall), so it runs on a
 thread of its own (`Notifier`); open files get attribute-only invalidation.
 
-The mount's own changes come back as events too. It records what it is about
-to do (`Echoes`) before sending a request, so those events are recognised and
-cost nothing. Local content that is not written back yet always wins over
+The mount's own changes do not come back: its requests carry its origin
+(`Aether-Origin`) and it follows the stream with `exclude_origin` set to it,
+so the daemon leaves their events out (their cursors are still passed).
+Local content that is not written back yet always wins over
 the daemon's during a merge; the write-back then applies the conflict rule
 (handles.py).
 """
@@ -22,8 +23,6 @@ import errno
 import logging
 import queue
 import threading
-import time
-from collections import defaultdict, deque
 
 import pyfuse3
 import trio
@@ -33,81 +32,12 @@ from aether.mount.inodes import DIR, FILE, SYMLINK, InodeTable, Node, now_ns
 
 log = logging.getLogger("aether.mount.coherence")
 
-ECHO_TTL = 30.0
-ECHO_LIMIT = 100_000
 COALESCE_SECONDS = 0.01
 # Not a daemon event: the journal asking for a directory to be listed again.
 REFRESH = "mount.refresh"
 # Events that say nothing about files.
 _IGNORED_PREFIXES = ("checkpoint.", "commit.", "cache.", "comment.", "annotation.",
                      "approval.", "session.created", "session.updated", "session.forked")
-
-
-class Echoes:
-    """Changes this mount made itself, so their events are not fetched again.
-
-    An expectation nobody consumes (its event never came, or came while the
-    stream was down and was skipped by a full refresh) expires after `ttl`.
-    Expired ones are dropped as new ones are added, so the table is bounded
-    by what the mount changes in `ttl` seconds (and by `limit`) even when no
-    event arrives at all. Dropping one early only costs a refetch."""
-
-    def __init__(self, ttl: float = ECHO_TTL, limit: int = ECHO_LIMIT) -> None:
-        self.ttl = ttl
-        self.limit = limit
-        self._pending: dict[tuple[str, str], deque[float]] = defaultdict(deque)
-        # Every expectation in the order made (so by deadline: the TTL is fixed).
-        # Entries already consumed or cancelled stay until pruned: pruning
-        # re-checks the key's own deque, so they are harmless.
-        self._order: deque[tuple[float, tuple[str, str]]] = deque()
-        self._count = 0
-
-    def __len__(self) -> int:
-        return self._count
-
-    def expect(self, type_: str, path: str) -> None:
-        now = time.monotonic()
-        self._prune(now)
-        key = (type_, path)
-        deadline = now + self.ttl
-        self._pending[key].append(deadline)
-        self._order.append((deadline, key))
-        self._count += 1
-
-    def _prune(self, now: float) -> None:
-        order = self._order
-        while order and (order[0][0] < now or self._count >= self.limit
-                         or len(order) > 2 * self.limit):
-            deadline, key = order.popleft()
-            q = self._pending.get(key)
-            if q and q[0] <= deadline:
-                q.popleft()
-                self._count -= 1
-                if not q:
-                    del self._pending[key]
-
-    def cancel(self, type_: str, path: str) -> None:
-        q = self._pending.get((type_, path))
-        if q:
-            q.pop()
-            self._count -= 1
-            if not q:
-                del self._pending[(type_, path)]
-
-    def consume(self, type_: str, path: str) -> bool:
-        q = self._pending.get((type_, path))
-        now = time.monotonic()
-        while q and q[0] < now:
-            q.popleft()
-            self._count -= 1
-        if not q:
-            self._pending.pop((type_, path), None)
-            return False
-        q.popleft()
-        self._count -= 1
-        if not q:
-            del self._pending[(type_, path)]
-        return True
 
 
 class Notifier:
@@ -235,7 +165,7 @@ def parent_of(path: str) -> str:
 class Coherence:
     """Follows the session's events and applies them (run it in a nursery)."""
 
-    def __init__(self, bridge: Bridge, table: InodeTable, notifier: Notifier, echoes: Echoes,
+    def __init__(self, bridge: Bridge, table: InodeTable, notifier: Notifier,
                  cursor: int, journal=None) -> None:
         self.bridge = bridge
         # Changes this mount made that the daemon may not have yet: a listing
@@ -243,7 +173,6 @@ class Coherence:
         self.journal = journal
         self.table = table
         self.notifier = notifier
-        self.echoes = echoes
         self.cursor = cursor
         self.applied = 0
         self.connected = False
@@ -312,8 +241,6 @@ class Coherence:
             return set(), True
         if t in ("session.archived", "session.deleted"):
             log.warning("the session was %s", t.split(".")[1])
-            return set(), False
-        if self.echoes.consume(t, ev.path):
             return set(), False
         if t in ("file.written", "file.patched"):
             node = self.table.find(ev.path)

@@ -34,7 +34,6 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,7 +125,7 @@ class Files:
     """Handles, staging and write-back for one mount."""
 
     def __init__(self, table: InodeTable, cache: BlobCache, bridge: Bridge,
-                 conflict_tag: str, echoes=None, notifier=None,
+                 conflict_tag: str, notifier=None,
                  journal: Journal | None = None) -> None:
         self.table = table
         self.journal = journal
@@ -137,7 +136,6 @@ class Files:
         self.cache = cache
         self.bridge = bridge
         self.conflict_tag = conflict_tag
-        self.echoes = echoes
         self.notifier = notifier
         self.handles: dict[int, Handle] = {}
         self._next_fh = 1
@@ -342,18 +340,6 @@ class Files:
 
     # ---- sending content
 
-    async def _echoed(self, type_: str, path: str, fn: Callable[..., Awaitable[Entry]],
-                      *args: object) -> Entry:
-        """One daemon change whose event this mount will recognise as its own."""
-        if self.echoes is not None:
-            self.echoes.expect(type_, path)
-        try:
-            return await fn(*args)
-        except BaseException:
-            if self.echoes is not None:
-                self.echoes.cancel(type_, path)
-            raise
-
     async def send(self, path: str, fd: int, size: int, if_match: str, mode: int) -> Entry:
         """Make the daemon's `path` hold the first `size` bytes of `fd`,
         conditional on `if_match` (a hash, "*" or "!"): one request for a
@@ -363,8 +349,7 @@ class Files:
         # small files are read inline: a thread hop costs more than the read
         data = b"" if size == 0 else pread_all(fd, size, 0) if size <= INLINE_READ_MAX \
             else await trio.to_thread.run_sync(pread_all, fd, size, 0)
-        return await self._echoed("file.written", path, self.bridge.write_file,
-                                  path, data, if_match, mode)
+        return await self.bridge.write_file(path, data, if_match, mode)
 
     async def _send_chunked(self, path: str, fd: int, if_match: str, mode: int) -> Entry:
         """Upload only the chunks the daemon lacks, then write the file as its
@@ -416,9 +401,8 @@ class Files:
             if changed:
                 continue
             try:
-                return await self._echoed("file.written", path, self.bridge.write_chunks,
-                                          path, hashes, if_match, mode,
-                                          self.bridge.new_batch_id())
+                return await self.bridge.write_chunks(path, hashes, if_match, mode,
+                                                      self.bridge.new_batch_id())
             except RemoteError as exc:
                 if "missing_chunk" not in exc.details:
                     raise

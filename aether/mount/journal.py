@@ -67,7 +67,6 @@ from aether.mount.bridge import (
     errno_for,
     file_entry,
 )
-from aether.mount.coherence import Echoes
 from aether.mount.fileio import pread_all
 from aether.mount.inodes import (
     ATTR_MODE,
@@ -93,10 +92,6 @@ ERRORS_KEPT = 1000
 
 WRITE, DELETE, MKDIR, RMDIR, RENAME, SYMLINK, ATTRS = (
     "write", "delete", "mkdir", "rmdir", "rename", "symlink", "attrs")
-_EVENTS = {WRITE: "file.written", DELETE: "file.deleted", MKDIR: "dir.created",
-           RMDIR: "dir.removed", RENAME: "path.renamed", SYMLINK: "symlink.created",
-           ATTRS: "path.attributes_changed"}
-
 
 @dataclass(eq=False)
 class Op:
@@ -116,10 +111,6 @@ class Op:
     seq: int = 0
     sent: bool = False
     dropped: bool = False  # taken back before it was sent: skipped
-
-    @property
-    def event_path(self) -> str:
-        return self.dst if self.kind == RENAME else self.path
 
     def json(self, if_match: str) -> dict[str, Any]:
         """The op as the proto3 JSON of an `FsOp` (built directly: message
@@ -157,10 +148,9 @@ class Op:
 class Journal:
     """The ordered changes not yet answered by the daemon, and their flusher."""
 
-    def __init__(self, bridge: Bridge, table: InodeTable, echoes: Echoes) -> None:
+    def __init__(self, bridge: Bridge, table: InodeTable) -> None:
         self.bridge = bridge
         self.table = table
-        self.echoes = echoes
         # Set by the owner: the single-file write-back (large files, and the
         # conflict rule), and a directory relisting that does not sync first.
         self.send_file: Callable[[Node, str], Awaitable[None]] | None = None
@@ -504,13 +494,9 @@ class Journal:
         live = out.live
         if not live:
             return
-        for op in live:
-            self.echoes.expect(_EVENTS[op.kind], op.event_path)
         try:
             resp = await self.bridge.apply(out.messages, out.batch_id)
         except OSError as exc:
-            for op in live:
-                self.echoes.cancel(_EVENTS[op.kind], op.event_path)
             if _retryable(exc):
                 raise _Retry(exc.strerror or str(exc), _delay(exc), out) from None
             # The whole request was refused (an archived session, a revoked
@@ -562,7 +548,6 @@ class Journal:
         for op, result in zip(live, results, strict=True):
             error = result.get("error")
             if error and error.get("code"):
-                self.echoes.cancel(_EVENTS[op.kind], op.event_path)
                 if op.kind == WRITE and op.node is not None:
                     if op.node.ino in failed_writes:
                         # chained on a write of it that failed: not a lost race

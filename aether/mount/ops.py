@@ -35,7 +35,7 @@ import trio
 from aether.mount import xattrs
 from aether.mount.bridge import Bridge, RemoteError
 from aether.mount.cache import BlobCache
-from aether.mount.coherence import Echoes, Notifier, add_entry
+from aether.mount.coherence import Notifier, add_entry
 from aether.mount.handles import Files
 from aether.mount.inodes import (
     ATTR_MODE,
@@ -126,10 +126,9 @@ class Operations(pyfuse3.Operations):
         self.sync_close = sync_close
         self.table = InodeTable(os.getuid() if uid is None else uid,
                                 os.getgid() if gid is None else gid)
-        self.echoes = Echoes()
         self.notifier = Notifier()
-        self.journal = Journal(bridge, self.table, self.echoes)
-        self.files = Files(self.table, cache, bridge, conflict_tag, self.echoes, self.notifier,
+        self.journal = Journal(bridge, self.table)
+        self.files = Files(self.table, cache, bridge, conflict_tag, self.notifier,
                            self.journal)
         self._loading: dict[int, Any] = {}
         self.requests = 0

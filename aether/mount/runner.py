@@ -124,7 +124,7 @@ async def _serve(cfg: MountConfig, st: mount_state.MountState) -> int:
                      "read-only" if read_only else "read-write")
             async with trio.open_nursery() as nursery:
                 if not cfg.at:
-                    coherence = Coherence(bridge, ops.table, ops.notifier, ops.echoes, cursor,
+                    coherence = Coherence(bridge, ops.table, ops.notifier, cursor,
                                           ops.journal)
                     ops.journal.relist = coherence.request_refresh
                     nursery.start_soon(coherence.run)

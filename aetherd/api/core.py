@@ -8,6 +8,7 @@ daemon's worker pool, never on the event loop.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -43,7 +44,9 @@ class Runner:
 
     async def __call__(self, fn: Callable[..., T], *args, **kwargs) -> T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.pool, lambda: fn(*args, **kwargs))
+        # The request's context goes along: the origin its events record.
+        ctx = contextvars.copy_context()
+        return await loop.run_in_executor(self.pool, lambda: ctx.run(fn, *args, **kwargs))
 
     def shutdown(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)

@@ -10,6 +10,7 @@ from aether import pb
 from aetherd.api.convert import ts
 from aetherd.api.core import Runner
 from aetherd.services.event_log import MAX_LIMIT, EventLog, EventRecord, Page
+from aetherd.services.events import check_origin
 from aetherd.services.state import Store
 
 T = TypeVar("T")
@@ -47,7 +48,8 @@ async def follow(store: Store, session_id: str, after: int,
 
 def event(rec: EventRecord) -> pb.Event:
     return pb.Event(cursor=rec.cursor, session_id=rec.session_id, type=rec.type, path=rec.path,
-                    actor=rec.actor, attributes=rec.attributes, time=ts(rec.time_ns))
+                    actor=rec.actor, attributes=rec.attributes, time=ts(rec.time_ns),
+                    origin=rec.origin)
 
 
 class EventsApi(pb.EventServiceBase):
@@ -57,7 +59,8 @@ class EventsApi(pb.EventServiceBase):
 
     async def list_events(self, message: pb.ListEventsRequest) -> pb.ListEventsResponse:
         recs, page = await self.run(self.log.list, message.session_id, message.after,
-                                    list(message.types), message.limit)
+                                    list(message.types), message.limit,
+                                    check_origin(message.exclude_origin, "exclude_origin"))
         return pb.ListEventsResponse(events=[event(r) for r in recs],
                                      next_cursor=page.next_cursor)
 
@@ -65,9 +68,10 @@ class EventsApi(pb.EventServiceBase):
         # A plain function returning the generator (both transports accept
         # that), so closing the stream closes `follow` itself, not a wrapper.
         sid, types = message.session_id, list(message.types)
+        exclude = check_origin(message.exclude_origin, "exclude_origin")
 
         async def read(after: int) -> tuple[list[pb.Event], Page]:
-            recs, page = await self.run(self.log.list, sid, after, types, MAX_LIMIT)
+            recs, page = await self.run(self.log.list, sid, after, types, MAX_LIMIT, exclude)
             return [event(r) for r in recs], page
 
         return follow(self.store, sid, message.after, read)

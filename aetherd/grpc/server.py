@@ -26,6 +26,7 @@ from aether.errors import AetherError
 from aetherd.api import Api
 from aetherd.auth.principal import Principal, as_principal
 from aetherd.metrics import Metrics
+from aetherd.services.events import from_origin
 
 # From call metadata to the caller (raising Unauthenticated), or None on a
 # unix socket, whose every caller is the socket's owner.
@@ -67,7 +68,8 @@ async def _handle(func: Callable[[Any], Any], name: str, authenticate: Authentic
     """Run one call as its authenticated caller, with error translation; its status."""
     try:
         principal = authenticate(stream.metadata)
-        with as_principal(principal):
+        origin = str((stream.metadata or {}).get("aether-origin", ""))
+        with as_principal(principal), from_origin(origin):
             await func(stream)
         return Status.OK
     except AetherError as e:

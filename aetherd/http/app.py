@@ -34,6 +34,7 @@ from aetherd.http.routing import Router
 from aetherd.http.rpcs import rpc
 from aetherd.http.urls import parse_query, split_target
 from aetherd.metrics import Metrics
+from aetherd.services.events import from_origin
 
 log = logging.getLogger("aetherd.http")
 
@@ -131,7 +132,7 @@ async def _dispatch(request: web.Request, shim: _Shim, request_id: str,
     call = Call(request=request, api=shim.api, config=shim.config, route=route,
                 rpc=rpc(route.service, route.rpc), params=match.params, query=query,
                 request_id=request_id)
-    with as_principal(principal):
+    with as_principal(principal), from_origin(request.headers.get("Aether-Origin", "")):
         return await _handler_for(call)(call)
 
 

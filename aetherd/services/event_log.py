@@ -36,12 +36,14 @@ class Page:
 
 def read_after(db: Database, table: str, columns: str, session_id: str, after: int,
                filter_column: str, values: list[str], limit: int,
-               budget_column: int = -1, budget: int = 0) -> Page:
+               budget_column: int = -1, budget: int = 0,
+               exclude: tuple[str, str] | None = None) -> Page:
     """Rows with cursor > after, oldest first; `columns` must start with cursor.
 
     `budget` bounds the summed length of column `budget_column` (payload bytes),
     so a page of large messages stays within a reasonable reply size; a page
-    always holds at least one row. Call inside db.read() with the session check
+    always holds at least one row. `exclude` (column, value) leaves out the
+    rows with that value. Call inside db.read() with the session check
     so the page and `next_cursor` come from one snapshot.
     """
     if after < 0:
@@ -63,6 +65,9 @@ def read_after(db: Database, table: str, columns: str, session_id: str, after: i
     if values:
         sql += f" AND {filter_column} IN ({','.join('?' * len(values))})"
         params.extend(values)
+    if exclude is not None:
+        sql += f" AND {exclude[0]} != ?"
+        params.append(exclude[1])
     sql += " ORDER BY cursor LIMIT ?"
     params.append(limit)
     rows: list[tuple] = []
@@ -92,6 +97,7 @@ class EventRecord:
     actor: str
     attributes: dict[str, str]
     time_ns: int
+    origin: str
 
 
 class EventLog:
@@ -101,7 +107,9 @@ class EventLog:
         self.store = store
 
     def list(self, session_id: str, after: int, types: list[str],
-             limit: int) -> tuple[list[EventRecord], Page]:
+             limit: int, exclude_origin: str = "") -> tuple[list[EventRecord], Page]:
+        """Events after a cursor, oldest first, of these types (all when
+        empty), but for those caused by `exclude_origin`."""
         unknown = sorted(set(types) - set(TYPES))
         if unknown:
             raise InvalidArgument(f"unknown event type {unknown[0]!r}", parameter="types",
@@ -109,9 +117,11 @@ class EventLog:
         db = self.store.db
         with db.read():
             self.store.session(session_id)
-            page = read_after(db, "events", "cursor, type, path, actor, attributes, time_ns",
-                              session_id, after, "type", sorted(set(types)), limit)
+            page = read_after(db, "events",
+                              "cursor, type, path, actor, attributes, time_ns, origin",
+                              session_id, after, "type", sorted(set(types)), limit,
+                              exclude=("origin", exclude_origin) if exclude_origin else None)
         return [
-            EventRecord(c, session_id, t, p, a, json.loads(attrs), ns)
-            for c, t, p, a, attrs, ns in page.rows
+            EventRecord(c, session_id, t, p, a, json.loads(attrs), ns, o)
+            for c, t, p, a, attrs, ns, o in page.rows
         ], page

@@ -300,6 +300,8 @@ META_COLUMNS = (
     # The path's extended attributes as JSON [[name, base64 value], ...], '' for none
     # (objects.xattrs_to_json).
     ("overlay", "xattrs", "TEXT NOT NULL DEFAULT ''"),
+    # The Aether-Origin of the request that made the change ('' for none).
+    ("events", "origin", "TEXT NOT NULL DEFAULT ''"),
 )
 
 BLOB_SCHEMA = """

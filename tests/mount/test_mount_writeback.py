@@ -1,5 +1,5 @@
 """Write-back of files larger than one upload piece, chmod racing the API,
-cache eviction off the FUSE thread, and the bounded echo table.
+and cache eviction off the FUSE thread.
 
 The mount of this module uses small pieces (the environment knobs of
 aether/mount), so files of a few MiB take the multi-piece paths."""
@@ -282,27 +282,6 @@ def test_evicted_cache_files_are_unlinked_off_the_fuse_thread(mounts, sdk):
     assert calls, "nothing was evicted"
     threads = {int(line.split()[0]) for line in calls}
     assert pid not in threads, calls  # the main thread runs trio and the FUSE loop
-
-
-def test_the_echo_table_is_bounded_without_events():
-    from aether.mount.coherence import Echoes
-
-    echoes = Echoes(ttl=1.0)  # long enough that none expires while they are added
-    for i in range(1000):
-        echoes.expect("file.written", f"f{i}")
-    echoes.cancel("file.written", "f999")
-    assert len(echoes) == 999
-    time.sleep(1.1)
-    echoes.expect("file.written", "last")  # expired ones go as new ones come
-    assert len(echoes) == 1
-    assert echoes.consume("file.written", "last") and len(echoes) == 0
-    assert not echoes.consume("file.written", "f0")
-
-    capped = Echoes(ttl=60, limit=100)
-    for i in range(1000):
-        capped.expect("dir.created", f"d{i}")
-    assert len(capped) == 100
-    assert capped.consume("dir.created", "d999") and not capped.consume("dir.created", "d0")
 
 
 pytestmark = pytest.mark.timeout(180)

@@ -1261,6 +1261,12 @@ class Event(betterproto2.Message):
         7, betterproto2.TYPE_MESSAGE, unwrap=lambda: __google__protobuf__.Timestamp, optional=True
     )
 
+    origin: "str" = betterproto2.field(8, betterproto2.TYPE_STRING)
+    """
+    What the client that made the change called itself: its `Aether-Origin`
+    header (gRPC metadata `aether-origin`), "" if it sent none.
+    """
+
 
 default_message_pool.register_message("aether.v1", "Event", Event)
 
@@ -1719,6 +1725,12 @@ class ListEventsRequest(betterproto2.Message):
     types: "list[str]" = betterproto2.field(3, betterproto2.TYPE_STRING, repeated=True)
 
     limit: "int" = betterproto2.field(4, betterproto2.TYPE_UINT32)
+
+    exclude_origin: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
+    """
+    Leave out the events of changes made by this origin (a client following
+    everyone's changes but its own). Cursors still move past them.
+    """
 
 
 default_message_pool.register_message("aether.v1", "ListEventsRequest", ListEventsRequest)
