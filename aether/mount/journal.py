@@ -169,6 +169,9 @@ class Journal:
         # A batch whose attempt failed without an answer: sent again as it is
         # before anything else.
         self._again: _Outgoing | None = None
+        # Writes that lost a race, with the newest op seq to wait for before
+        # their conflict copies are made (_lost_races).
+        self._lost: deque[tuple[int, Node]] = deque()
         # ino -> how many of the log's ops are about that node, and how many of
         # those are out (sent, not answered): O(1) answers for unlink and rename.
         self._ops_of: Counter[int] = Counter()
@@ -432,6 +435,7 @@ class Journal:
                 if self._ops_of[ino] <= 0 and self._sent_of[ino] <= 0:
                     self._ops_of.pop(ino, None)
                     self._sent_of.pop(ino, None)
+        await self._lost_races()  # before fsync's waiters wake: they report its errors
         self._progress.set()
         self._progress = trio.Event()
 
@@ -591,14 +595,15 @@ class Journal:
             if code == "conflict":
                 self._queued.pop(node.ino, None)
                 self._unsent_writes.pop(node.ino, None)
-                for later in self._log:
-                    if later.node is node and not later.sent and not later.dropped:
+                for later in self._log:  # its later content and attributes lost too
+                    if later.node is node and later.kind in (WRITE, ATTRS) \
+                            and not later.sent and not later.dropped:
                         self._drop(later)
                 if not node.unlinked and self.lost_race is not None:
-                    try:
-                        await self.lost_race(node)
-                    except OSError as exc:  # e.g. its directory is gone as well
-                        self._record((op.seq, node, exc))
+                    # The conflict copy is made next to the file's name in the
+                    # daemon, which is its local name only once the changes
+                    # journalled so far (a rename of it) have arrived.
+                    self._lost.append((self._seq, node))
                 return True
             exc = _remote_error(detail)
             log.warning("write-back of %s failed (%s); its content stays staged and is "
@@ -618,6 +623,19 @@ class Journal:
             and op.node.kind == FILE else None
         self._record((op.seq, of_file, exc))
         return False
+
+    async def _lost_races(self) -> None:
+        """Apply the conflict rule to writes that lost a race, once every change
+        journalled before the loss has been answered."""
+        while self._lost and (not self._log or self._log[0].seq > self._lost[0][0]):
+            upto, node = self._lost.popleft()
+            if node.unlinked or self.lost_race is None:
+                continue
+            try:
+                async with node.lock:
+                    await self.lost_race(node)
+            except OSError as exc:  # e.g. its directory is gone as well
+                self._record((upto, node, exc))
 
     def _record(self, failure: tuple[int, Node | None, OSError]) -> None:
         """Remember a failure for the next fsync that concerns it (the newest

@@ -81,6 +81,33 @@ def test_conflicting_writes_keep_both_versions(module_mounts, sdk):
     assert "write-back conflict on shared.txt" in module_mounts.log(mnt)
 
 
+def test_a_lost_race_with_a_rename_behind_it_keeps_both_under_the_new_name(
+        module_mounts, sdk):
+    """The write that loses is followed in the journal by a rename of the same
+    file (an editor's save, git's index.lock): the conflict copy goes next to
+    the new name once the rename has arrived, and the file stays visible."""
+    s = sdk.create_session(name="conflict-rename").id
+    sdk.mkdir(s, "dst")
+    sdk.write_file(s, "shared.txt", b"original")
+    mnt = module_mounts.mount(s, "conflict-rename")
+    assert (mnt / "shared.txt").read_text() == "original"
+    with open(mnt / "shared.txt", "r+b") as fh:
+        fh.write(b"MOUNT")
+        fh.flush()
+        sdk.write_file(s, "shared.txt", b"from the API")
+    os.rename(mnt / "shared.txt", mnt / "dst" / "moved.txt")
+    settle(mnt)
+    names = sorted(e.path for e in sdk.iter_tree(s, "", recursive=True))
+    copies = [n for n in names if ".conflict-" in n]
+    assert len(copies) == 1 and copies[0].startswith("dst/moved.txt.conflict-"), names
+    assert "shared.txt" not in names
+    assert bytes(sdk.read_file(s, "dst/moved.txt").data) == b"from the API"
+    assert bytes(sdk.read_file(s, copies[0]).data) == b"MOUNTnal"
+    assert wait_for(lambda: (mnt / "dst" / "moved.txt").read_text() == "from the API")[0]
+    assert (mnt / copies[0]).read_text() == "MOUNTnal"
+    assert not (mnt / "shared.txt").exists()
+
+
 def test_a_write_back_after_an_api_delete_keeps_the_local_version(module_mounts, sdk):
     s = sdk.create_session(name="conflict-delete").id
     sdk.write_file(s, "gone.txt", b"original")
