@@ -350,3 +350,17 @@ def test_tar_import_refuses_xattrs_a_session_cannot_hold(http):
                   headers={"Content-Type": "application/octet-stream"})
     assert error_code(r) == "invalid_argument"
     assert "user.k" in r.json()["error"]["message"]
+
+
+def test_a_session_from_a_host_directory_takes_its_user_xattrs(http, tmp_path):
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "sub" / "f").write_bytes(b"x")
+    os.setxattr(src / "sub" / "f", "user.k", b"\x00v")
+    os.setxattr(src / "sub", "user.dir", b"d")
+    os.setxattr(src / "sub" / "f", "user.aether.hash", b"from a mount")  # not carried
+    r = http.post("/v1/sessions", json={"source": {"directory": {"path": str(src)}}})
+    assert r.status_code == 201, r.text
+    sid = r.json()["id"]
+    assert attrs(stat(http, sid, "sub/f"))[2] == {"user.k": b64(b"\x00v")}
+    assert attrs(stat(http, sid, "sub"))[2] == {"user.dir": b64(b"d")}

@@ -21,6 +21,7 @@ goes over is refused the moment it does, not after it has been expanded.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import gzip
 import io
 import math
@@ -425,12 +426,14 @@ def ingest_directory(builder: TreeBuilder, root: Path) -> None:
                     elif stat.S_ISDIR(st.st_mode):
                         # Checked (depth, names) before descending, so a deep
                         # tree is refused rather than recursed into.
-                        builder.add_dir(sub, st.st_mode, st.st_mtime_ns)
+                        builder.add_dir(sub, st.st_mode, st.st_mtime_ns,
+                                        host_xattrs(d.path, sub))
                         subdirs.append((d.path, sub))
                     elif stat.S_ISREG(st.st_mode):
                         with open(d.path, "rb") as fh:
                             builder.add_file(sub, _pieces(fh), st.st_mode, st.st_mtime_ns,
-                                             size=st.st_size)
+                                             size=st.st_size,
+                                             xattrs=host_xattrs(fh.fileno(), sub))
                     # sockets, fifos and devices have no place in a workspace: skipped.
         except PermissionError as e:
             raise PermissionDenied(f"cannot read {e.filename!r}: {e.strerror}") from None
@@ -440,6 +443,26 @@ def ingest_directory(builder: TreeBuilder, root: Path) -> None:
             rec(path, sub)
 
     rec(str(root), "")
+
+
+def host_xattrs(where: str | int, path: str) -> Xattrs:
+    """The user.* extended attributes of a host file or directory (a path or
+    an open fd), as tar_xattrs takes them from an archive. A filesystem
+    without xattrs has none."""
+    try:
+        names = [n for n in os.listxattr(where) if n.startswith(xattr_names.PREFIX)
+                 and not n.startswith(xattr_names.RESERVED)]
+        if not names:
+            return ()
+        got = {n: os.getxattr(where, n) for n in names}
+    except OSError as e:
+        if e.errno in (errno.ENOTSUP, errno.ENODATA):
+            return ()
+        raise
+    xattr_names.check_change(path, got, ())
+    out = tuple(sorted(got.items()))
+    xattr_names.check_total(path, out)
+    return out
 
 
 def _pieces(fh: IO[bytes]) -> Iterator[bytes]:
