@@ -12,9 +12,8 @@ thread of its own (`Notifier`); open files get attribute-only invalidation.
 The mount's own changes do not come back: its requests carry its origin
 (`Aether-Origin`) and it follows the stream with `exclude_origin` set to it,
 so the daemon leaves their events out (their cursors are still passed).
-Local content that is not written back yet always wins over
-the daemon's during a merge; the write-back then applies the conflict rule
-(handles.py).
+Local content that is not written back yet always wins over the daemon's
+during a merge; the write-back then applies the conflict rule (handles.py).
 """
 
 from __future__ import annotations

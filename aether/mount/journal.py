@@ -3,10 +3,11 @@
 Every change the mount makes to the session (a closed file's content, unlink,
 mkdir, rmdir, rename, symlink, chmod, utimes, setxattr) is applied to the
 inode table at once and appended to this journal; the FUSE request is
-answered without waiting for the daemon. A flusher task sends the journal in order, as `fs:apply` batches:
-one request and one daemon transaction (one fsync) for up to `BATCH_OPS`
-changes, instead of one of each per change. While one batch is on its way the
-next accumulates, so the batch size follows the load by itself.
+answered without waiting for the daemon. A flusher task sends the journal in
+order, as `fs:apply` batches: one request and one daemon transaction (one
+fsync) for up to `BATCH_OPS` changes, instead of one of each per change.
+While one batch is on its way the next accumulates, so the batch size follows
+the load by itself.
 
 Durability: `sync()` is the barrier. fsync, fsyncdir and unmount wait until
 everything journalled before them is answered by the daemon, and report a
@@ -92,6 +93,7 @@ ERRORS_KEPT = 1000
 
 WRITE, DELETE, MKDIR, RMDIR, RENAME, SYMLINK, ATTRS = (
     "write", "delete", "mkdir", "rmdir", "rename", "symlink", "attrs")
+
 
 @dataclass(eq=False)
 class Op:
