@@ -65,9 +65,6 @@ class Passthrough(pyfuse3.Operations):
         self.dirs: dict[int, tuple[int, list[bytes]]] = {}  # handle: (inode, names listed)
         self.next_dh = 1
 
-    def __init_subclass__(cls) -> None:  # pragma: no cover - not subclassed
-        raise TypeError("final")
-
     def _path(self, ino: int, name: bytes | None = None) -> bytes:
         if (base := self.paths.get(ino)) is None:
             raise OSError(errno.ENOENT, "forgotten inode")
@@ -225,6 +222,7 @@ class Passthrough(pyfuse3.Operations):
 for _name, _fn in list(vars(Passthrough).items()):
     if not _name.startswith("_") and callable(_fn):
         setattr(Passthrough, _name, _errors(_fn))
+del _name, _fn
 
 
 def fuse_options(backing: str) -> set[str]:
