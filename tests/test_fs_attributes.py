@@ -151,6 +151,23 @@ def test_checkpoint_restore_and_diff_see_attribute_changes(http):
     diff = ok(http.get(f"/v1/sessions/{sid}/diff", params={"from": ckp}))
     assert [(f["change"]["path"], f["change"]["kind"]) for f in diff["files"]] == [
         ("a.txt", "CHANGE_KIND_MODIFIED")]
+    assert diff["unified"] == 'diff --aether a/a.txt b/a.txt\nxattr added user.review="ok"\n'
+    ok(setattr_(http, sid, "a.txt", setXattrs={"user.review": b64(b"\xff")}))
+    put(http, sid, "b.txt", b"new\n")
+    ok(setattr_(http, sid, "b.txt", setXattrs={"user.new": b64(b"1")}))
+    text = ok(http.get(f"/v1/sessions/{sid}/diff", params={"from": ckp}))["unified"]
+    assert 'xattr added user.review=base64:/w==\n' in text
+    assert 'new file mode 644\nxattr added user.new="1"\n' in text
+    ok(setattr_(http, sid, "a.txt", removeXattrs=["user.review"]))
+    ok(setattr_(http, sid, "b.txt", setXattrs={"user.new": b64(b"2")}))
+    ckp_mid = http.post(f"/v1/sessions/{sid}/checkpoints", json={}).json()["id"]
+    ok(setattr_(http, sid, "b.txt", setXattrs={"user.new": b64(b"3")}))
+    text = ok(http.get(f"/v1/sessions/{sid}/diff", params={"from": ckp_mid}))["unified"]
+    assert text == 'diff --aether a/b.txt b/b.txt\nxattr changed user.new="3"\n'
+    ok(setattr_(http, sid, "b.txt", removeXattrs=["user.new"]))
+    text = ok(http.get(f"/v1/sessions/{sid}/diff", params={"from": ckp_mid}))["unified"]
+    assert text == 'diff --aether a/b.txt b/b.txt\nxattr removed user.new\n'
+    ok(setattr_(http, sid, "a.txt", setXattrs={"user.review": b64(b"ok")}))
     ckp2 = http.post(f"/v1/sessions/{sid}/checkpoints", json={}).json()["id"]
     ok(http.post(f"/v1/sessions/{sid}:restore", json={"checkpointId": ckp}))
     assert attrs(stat(http, sid, "a.txt"))[2] == {}

@@ -3,7 +3,9 @@ proportional to what changed, not to the size of the trees."""
 
 from __future__ import annotations
 
+import base64
 import difflib
+import json
 from dataclasses import dataclass
 
 from aetherd import paths
@@ -101,6 +103,30 @@ def _content(objects: ObjectStore, e: Entry | None) -> bytes | None:
     return b""
 
 
+def xattr_lines(old: dict[str, bytes], new: dict[str, bytes]) -> str:
+    """Header lines for extended attributes that differ (git has no notation
+    for them): `xattr added|changed NAME=VALUE`, `xattr removed NAME`. A
+    value is shown as JSON text when it is printable UTF-8, else as base64."""
+    out = []
+    for name in sorted(old.keys() | new.keys()):
+        if name not in new:
+            out.append(f"xattr removed {name}\n")
+        elif old.get(name) != new[name]:
+            verb = "changed" if name in old else "added"
+            out.append(f"xattr {verb} {name}={_shown(new[name])}\n")
+    return "".join(out)
+
+
+def _shown(value: bytes) -> str:
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and text.isprintable():
+        return json.dumps(text, ensure_ascii=False)
+    return "base64:" + base64.b64encode(value).decode("ascii")
+
+
 def unified(objects: ObjectStore, ch: TreeChange, context: int) -> tuple[str, bool, int, int]:
     """(git-style unified text, binary?, lines added, lines deleted)."""
     a_name = "/dev/null" if ch.old is None else f"a/{ch.path}"
@@ -112,6 +138,8 @@ def unified(objects: ObjectStore, ch: TreeChange, context: int) -> tuple[str, bo
         header += f"new file mode {ch.new.mode:o}\n"
     if ch.new is None and ch.old is not None:
         header += f"deleted file mode {ch.old.mode:o}\n"
+    if ch.new is not None:
+        header += xattr_lines(dict(ch.old.xattrs) if ch.old else {}, dict(ch.new.xattrs))
     old, new = _content(objects, ch.old), _content(objects, ch.new)
     if old is None or new is None or is_binary(old) or is_binary(new):
         if ch.old is not None and ch.new is not None and ch.old.hash == ch.new.hash:

@@ -58,9 +58,9 @@ def side_by_side(unified: str) -> Table:
             old_no, new_no = int(m.group(1)), int(m.group(2))
             table.add_row("", Text(line, style="cyan"), "", "")
         elif line.startswith(("diff ", "--- ", "+++ ", "index ", "old mode", "new mode",
-                              "Binary files", "new file", "deleted file")):
+                              "Binary files", "new file", "deleted file", "xattr ")):
             flush()
-            if line.startswith(("Binary files", "old mode", "new mode")):
+            if line.startswith(("Binary files", "old mode", "new mode", "xattr ")):
                 table.add_row("", Text(line, style="yellow"), "", "")
         elif line.startswith("-"):
             minus.append((old_no, line[1:]))
