@@ -428,8 +428,8 @@ class Files:
                 new = ws.set_attrs(path, new)
                 self.store.touch(session_id)
             # An event even when nothing changed, as for a write of the same
-            # content: one event per change made, which is what a mount counts
-            # on to recognise its own changes in the stream.
+            # content: every successful call leaves one, so a follower sees
+            # each call that was made (`changed` says whether it did anything).
             self.store.events.emit(session_id, "path.attributes_changed", path,
                                    changed=",".join(changed))
         return path, new
