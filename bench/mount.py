@@ -51,6 +51,7 @@ Run
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import shutil
@@ -191,7 +192,8 @@ def main() -> None:
     ap.add_argument("--files", type=int, default=10_000)
     ap.add_argument("--seq-size", default="1G")
     ap.add_argument("--package", type=Path,
-                    default=h.ROOT / ".venv" / "lib" / "python3.11" / "site-packages" / "httpx")
+                    default=Path(importlib.util.find_spec("httpx").origin).parent,
+                    help="a package directory to compile (default: httpx, as installed)")
     ap.add_argument("--quick", action="store_true", help="1,000 files and 128 MiB")
     args = ap.parse_args()
     if args.quick:
