@@ -259,7 +259,8 @@ class ObjectBatch:
 
 def _fixed_pieces(data: bytes | Iterable[bytes]) -> Iterator[bytes]:
     if isinstance(data, (bytes, bytearray, memoryview)):
-        mv = bytes(data)
+        # Views of one immutable copy: slicing bytes would copy every chunk.
+        mv = memoryview(data if isinstance(data, bytes) else bytes(data))
         for i in range(0, len(mv), CHUNK_SIZE):
             yield mv[i : i + CHUNK_SIZE]
         return
