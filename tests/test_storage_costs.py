@@ -72,3 +72,35 @@ def test_fork_checkpoint_restore_write_only_what_changed(daemon, http, big_tree)
 
     # The fork never saw any of it.
     assert http.get(f"/v1/sessions/{fork['id']}/changes").json()["changes"] == []
+
+
+def test_new_blob_stores_have_64k_pages_and_older_ones_keep_theirs(tmp_path: Path):
+    """A 1 MiB chunk is 16 pages in a new blobs.db; a blobs.db made before
+    (4 KiB pages, WAL) opens as it is, with its chunks."""
+    import apsw
+
+    from aetherd.store.blobs import SqliteBlobStore, chunk_hash
+    from aetherd.store.schema import BLOB_SCHEMA
+
+    new = SqliteBlobStore(tmp_path / "new.db")
+    try:
+        assert new.db.one("PRAGMA page_size") == (65536,)
+    finally:
+        new.close()
+    old_path = tmp_path / "old.db"
+    conn = apsw.Connection(str(old_path))
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(BLOB_SCHEMA)
+    data = bytes(range(256)) * 4096
+    conn.execute("INSERT INTO chunks(hash, size, codec, data, created_ns) VALUES (?,?,0,?,1)",
+                 (chunk_hash(data), len(data), data))
+    conn.close()
+    old = SqliteBlobStore(old_path)
+    try:
+        assert old.db.one("PRAGMA page_size") == (4096,)
+        assert old.get(chunk_hash(data)) == data
+        more = data[::-1]
+        old.put_many([(chunk_hash(more), more)])
+        assert old.get(chunk_hash(more)) == more
+    finally:
+        old.close()

@@ -102,7 +102,11 @@ class BlobStore(Protocol):
 
 class SqliteBlobStore:
     def __init__(self, path: Path) -> None:
-        self.db = Database(path, BLOB_SCHEMA)
+        # 64 KiB pages: a 1 MiB chunk is 16 overflow pages instead of 256 (the
+        # WAL and the checkpoint move it in bigger pieces). Checkpoints run
+        # beside commits: a PutChunks or a write no longer waits for chunks of
+        # earlier commits to be copied into blobs.db and fsynced again.
+        self.db = Database(path, BLOB_SCHEMA, page_size=65536, background_checkpoints=True)
         # zstd contexts are not thread-safe; the store runs on a thread pool.
         self._local = threading.local()
 

@@ -13,6 +13,7 @@ error (StorageFull, Unavailable) rather than an anonymous 500.
 from __future__ import annotations
 
 import errno
+import logging
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,15 +26,30 @@ from aether.errors import AetherError, StorageFull, Unavailable
 from aetherd.store.schema import DANGLING_REFERENCE
 
 BUSY_TIMEOUT_MS = 30_000
+# With background checkpoints: a commit still checkpoints by itself past this
+# many WAL pages (a backstop for when the checkpointer cannot keep up), and
+# the WAL file is cut back to this size when it restarts.
+BACKSTOP_PAGES = 16_384
+WAL_KEEP_BYTES = 64 << 20
+
+log = logging.getLogger("aetherd.store")
 
 
 class Database:
-    def __init__(self, path: Path, schema: str, *, synchronous: str = "FULL") -> None:
+    def __init__(self, path: Path, schema: str, *, synchronous: str = "FULL",
+                 page_size: int = 0, background_checkpoints: bool = False) -> None:
+        """`page_size` applies to a database file made now (an existing one
+        keeps its own). `background_checkpoints`: copying the WAL into the
+        database (and its fsync) happens on a thread of its own after commits,
+        instead of inside the commit that crosses SQLite's threshold; commits
+        are as durable (the WAL is fsynced), only their latency changes."""
         self.path = path
         self._synchronous = synchronous
+        self._page_size = page_size
         self._local = threading.local()
         self._all: list[apsw.Connection] = []
         self._lock = threading.Lock()
+        self._checkpointer = _Checkpointer(self) if background_checkpoints else None
         conn = self.connection()
         conn.execute(schema)
 
@@ -42,7 +58,12 @@ class Database:
         if conn is None:
             conn = apsw.Connection(str(self.path))
             conn.setbusytimeout(BUSY_TIMEOUT_MS)
+            if self._page_size:  # before WAL mode: it only takes on a new file
+                conn.execute(f"PRAGMA page_size={self._page_size}")
             conn.execute("PRAGMA journal_mode=WAL")
+            if self._checkpointer is not None:
+                conn.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_PAGES}")
+                conn.execute(f"PRAGMA journal_size_limit={WAL_KEEP_BYTES}")
             # FULL: a commit is fsynced before it is acknowledged, so an
             # acknowledged write survives a crash of the daemon or the host.
             conn.execute(f"PRAGMA synchronous={self._synchronous}")
@@ -79,6 +100,8 @@ class Database:
         callbacks, self._local.after = self._local.after, []
         for fn in callbacks:
             fn()
+        if self._checkpointer is not None:
+            self._checkpointer.poke()
 
     def _typed(self, conn: apsw.Connection, exc: BaseException) -> AetherError | None:
         """The API error a failed write transaction means, if it is one we expect."""
@@ -142,6 +165,8 @@ class Database:
             return fn(conn)
 
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
         with self._lock:
             for conn in self._all:
                 try:
@@ -150,3 +175,45 @@ class Database:
                     pass
             self._all.clear()
         self._local = threading.local()
+
+
+class _Checkpointer:
+    """Checkpoints a database's WAL between commits, on a thread of its own.
+
+    PASSIVE: it copies what no reader still needs and never waits for (or
+    blocks) readers and writers. A failure is logged and retried at the next
+    commit; the WAL keeps the data either way."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._wake = threading.Event()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+
+    def poke(self) -> None:
+        if self._thread is None:
+            with self._start_lock:
+                if self._thread is None and not self._stopping:
+                    self._thread = threading.Thread(
+                        target=self._run, name=f"checkpoint-{self.db.path.name}", daemon=True)
+                    self._thread.start()
+        self._wake.set()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            if self._stopping:
+                return
+            try:
+                self.db.connection().execute("PRAGMA wal_checkpoint(PASSIVE)")
+            except apsw.Error as exc:
+                log.warning("checkpoint of %s failed (%s); the next commit tries again",
+                            self.db.path.name, exc)
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
