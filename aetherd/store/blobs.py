@@ -40,6 +40,10 @@ def chunk_hash(data: bytes) -> str:
     return blake3.blake3(data, max_threads=blake3.blake3.AUTO if len(data) > 1 << 20 else 1).hexdigest()
 
 
+# Refresh a chunk's age (see chunk_ages in schema.py).
+_TOUCH = "INSERT OR REPLACE INTO chunk_ages(hash, touched_ns) VALUES (?,?)"
+
+
 def _pays(packed: int, raw: int) -> bool:
     return packed * _MIN_SAVING < raw * (_MIN_SAVING - 1)
 
@@ -151,7 +155,7 @@ class SqliteBlobStore:
             for h, data in items.items():
                 if h in present:  # kept: no longer to be freed, and young again
                     conn.execute("DELETE FROM freeing WHERE hash=?", (h,))
-                    conn.execute("UPDATE chunks SET created_ns=? WHERE hash=?", (now, h))
+                    conn.execute(_TOUCH, (h, now))
                     continue
                 codec, stored = packed[h] if h in packed else self._pack(data)
                 conn.execute(
@@ -219,8 +223,7 @@ class SqliteBlobStore:
                 sizes.update(found)
                 kept = list(found)
                 marks = ",".join("?" * len(kept))
-                conn.execute(f"UPDATE chunks SET created_ns=? WHERE hash IN ({marks})",
-                             [now, *kept])
+                conn.executemany(_TOUCH, ((h, now) for h in kept))
                 conn.execute(f"DELETE FROM freeing WHERE hash IN ({marks})", kept)
         return sizes
 
@@ -242,15 +245,21 @@ class SqliteBlobStore:
                 marked = [h for (h,) in conn.execute("SELECT hash FROM freeing LIMIT ?",
                                                      (batch,))]
                 for h in marked:
-                    conn.execute("DELETE FROM chunks WHERE hash=? AND created_ns<?",
-                                 (h, before_ns))
-                    n += conn.changes()
+                    conn.execute("DELETE FROM chunks WHERE hash=? AND created_ns<? AND NOT "
+                                 "EXISTS (SELECT 1 FROM chunk_ages WHERE hash=? AND "
+                                 "touched_ns>=?)", (h, before_ns, h, before_ns))
+                    if conn.changes():
+                        n += 1
+                        conn.execute("DELETE FROM chunk_ages WHERE hash=?", (h,))
                     conn.execute("DELETE FROM freeing WHERE hash=?", (h,))
             if len(marked) < batch:
                 return n
 
     def iter_hashes(self) -> Iterator[tuple[str, int]]:
-        yield from self.db.query("SELECT hash, created_ns FROM chunks")
+        """Every chunk with its age: when it was stored or last refreshed."""
+        yield from self.db.query(
+            "SELECT c.hash, MAX(c.created_ns, COALESCE(a.touched_ns, 0)) FROM chunks c "
+            "LEFT JOIN chunk_ages a ON a.hash = c.hash")
 
     def stored_bytes(self, hashes: Iterable[str] | None = None) -> int:
         if hashes is None:

@@ -314,6 +314,15 @@ CREATE TABLE IF NOT EXISTS chunks (
     created_ns  INTEGER NOT NULL
 );
 
+-- When chunks were last asked for or stored again (put_many of a present
+-- chunk, chunks:missing, a write by chunks): gc's grace period runs from the
+-- newer of this and `chunks.created_ns`. Apart from `chunks` because updating
+-- a chunk row rewrites its whole record, 1 MiB of pages per refreshed chunk.
+CREATE TABLE IF NOT EXISTS chunk_ages (
+    hash        TEXT PRIMARY KEY,
+    touched_ns  INTEGER NOT NULL
+) WITHOUT ROWID;
+
 -- Chunks gc has found unreferenced and is deleting, in short transactions
 -- (maintenance.gc). Writers treat them as absent: storing one again takes it
 -- off this list, and gc deletes only what is still on it.
