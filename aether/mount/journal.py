@@ -424,6 +424,8 @@ class Journal:
                 if node.unlinked:  # a forget that came meanwhile could not free it
                     self.table.maybe_drop(node)
         self._unreachable_since = None
+        # Still in the log, so fsync and settle wait for them too.
+        await self._lost_races(batch[-1].seq)
         for _ in batch:
             op = self._log.popleft()
             self._bytes -= len(op.data or b"")
@@ -437,7 +439,6 @@ class Journal:
                 if self._ops_of[ino] <= 0 and self._sent_of[ino] <= 0:
                     self._ops_of.pop(ino, None)
                     self._sent_of.pop(ino, None)
-        await self._lost_races()  # before fsync's waiters wake: they report its errors
         self._progress.set()
         self._progress = trio.Event()
 
@@ -626,10 +627,11 @@ class Journal:
         self._record((op.seq, of_file, exc))
         return False
 
-    async def _lost_races(self) -> None:
+    async def _lost_races(self, answered: int) -> None:
         """Apply the conflict rule to writes that lost a race, once every change
-        journalled before the loss has been answered."""
-        while self._lost and (not self._log or self._log[0].seq > self._lost[0][0]):
+        journalled before the loss has been answered (through op `answered`:
+        batches are answered in order)."""
+        while self._lost and self._lost[0][0] <= answered:
             upto, node = self._lost.popleft()
             if node.unlinked or self.lost_race is None:
                 continue

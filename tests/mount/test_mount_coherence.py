@@ -121,6 +121,7 @@ def test_a_write_back_after_an_api_delete_keeps_the_local_version(module_mounts,
         sdk.write_file(s, "sentinel.txt", b"after the delete")
         assert wait_for(lambda: (mnt / "sentinel.txt").exists())[0]
         assert (mnt / "gone.txt").exists()
+    settle(mnt)  # the write-back has met the conflict rule: the copy is there
     sdk.delete_file(s, "sentinel.txt")
     assert wait_for(lambda: not (mnt / "sentinel.txt").exists())[0]
     names = sorted(e.path for e in sdk.iter_tree(s, ""))

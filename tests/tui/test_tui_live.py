@@ -4,7 +4,6 @@ daemon's server streams (no polling)."""
 from __future__ import annotations
 
 import asyncio
-import time
 
 from tui_helpers import SIZE, until
 
@@ -59,12 +58,11 @@ async def test_session_screen_follows_changes_made_over_http(make_app, sdk):
         await pilot.pause(0.5)  # the history's own refresh is done
 
         # a file written over HTTP shows in the open directory, the changes and
-        # the header within a second, without pressing R
-        started = time.monotonic()
+        # the header without pressing R (about 0.2 s here; the bound is only
+        # there so that a lost event fails instead of hanging)
         await asyncio.to_thread(sdk.write_file, s.id, "a/new.txt", b"new\n")
         await until(pilot, lambda: "a/new.txt" in tree_paths(tree), timeout=5,
                     what="a/new.txt in the tree")
-        assert time.monotonic() - started < 2.0  # ~0.2 s here; slack for a loaded machine
         await until(pilot, lambda: "a/new.txt" in [c.path for c in screen.changes], timeout=5)
         assert screen.changes_table.get_row("a/new.txt")[1] == "a/new.txt"
         await until(pilot, lambda: "3 files" in screen.sub_title, timeout=5)
