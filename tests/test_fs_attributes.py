@@ -276,7 +276,7 @@ def test_sdk_and_cli(daemon, http, env):
     assert attrs(stat(http, sid, "run.sh")) == (
         0o700, "2001-02-03T04:05:06Z", {"user.note": b64(b"looks good"), "user.bin": "AP8="})
     shown = out(aether(env, "fs", "stat", sid, "run.sh", text=True))
-    assert "user.note='looks good'" in shown and "user.bin=base64:AP8=" in shown
+    assert 'user.note="looks good"' in shown and "user.bin=base64:AP8=" in shown
     refused = aether(env, "fs", "setattr", sid, "run.sh", "--set", "security.x=1", text=True,
                      check=1)  # the daemon's invalid_argument
     assert "only user.* names" in refused.stderr

@@ -428,20 +428,9 @@ def cp(
 
 
 def _xattrs(f: Any) -> str:
-    return "\n".join(f"{name}={_xattr_value(v)}" for name, v in sorted(f.xattrs.items())) or "-"
+    from aether.shown import shown
 
-
-def _xattr_value(v: bytes) -> str:
-    """Text as text; anything else as base64 (what --set-base64 takes back)."""
-    try:
-        text = v.decode("utf-8")
-    except UnicodeDecodeError:
-        text = None
-    if text is not None and text.isprintable():
-        return repr(text)
-    import base64
-
-    return "base64:" + base64.b64encode(v).decode("ascii")
+    return "\n".join(f"{name}={shown(v)}" for name, v in sorted(f.xattrs.items())) or "-"
 
 
 def _name_value(option: str, item: str) -> tuple[str, str]:

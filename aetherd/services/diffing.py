@@ -3,11 +3,10 @@ proportional to what changed, not to the size of the trees."""
 
 from __future__ import annotations
 
-import base64
 import difflib
-import json
 from dataclasses import dataclass
 
+from aether.shown import shown
 from aetherd import paths
 from aetherd.store.objects import DIR, FILE, SYMLINK, Entry, ObjectBatch, ObjectStore
 
@@ -113,18 +112,8 @@ def xattr_lines(old: dict[str, bytes], new: dict[str, bytes]) -> str:
             out.append(f"xattr removed {name}\n")
         elif old.get(name) != new[name]:
             verb = "changed" if name in old else "added"
-            out.append(f"xattr {verb} {name}={_shown(new[name])}\n")
+            out.append(f"xattr {verb} {name}={shown(new[name])}\n")
     return "".join(out)
-
-
-def _shown(value: bytes) -> str:
-    try:
-        text = value.decode("utf-8")
-    except UnicodeDecodeError:
-        text = None
-    if text is not None and text.isprintable():
-        return json.dumps(text, ensure_ascii=False)
-    return "base64:" + base64.b64encode(value).decode("ascii")
 
 
 def unified(objects: ObjectStore, ch: TreeChange, context: int) -> tuple[str, bool, int, int]:
