@@ -16,7 +16,7 @@ forks and checkpoints), sent through the journal like any change. The
 daemon's rules are checked here first, so that a refusal is the setxattr's
 error and not a later fsync's: UTF-8 names of at most 255 bytes, values of
 at most 64 KiB, at most 64 KiB of names and values per path
-(aetherd/services/xattr_names.py).
+(aether/xattr_rules.py).
 """
 
 from __future__ import annotations
@@ -24,15 +24,17 @@ from __future__ import annotations
 import errno
 import json
 
+from aether import xattr_rules
+
 AETHER = b"user.aether."
 HASH = b"user.aether.hash"
 SESSION = b"user.aether.session"
 STATE = b"user.aether.state"
 EXTENTS = b"user.aether.extents"
 ENODATA = errno.ENODATA
-MAX_NAME = 255
-MAX_VALUE = 64 * 1024
-MAX_TOTAL = 64 * 1024
+MAX_NAME = xattr_rules.MAX_NAME_BYTES
+MAX_VALUE = xattr_rules.MAX_VALUE_BYTES
+MAX_TOTAL = xattr_rules.MAX_TOTAL
 
 
 def is_system(name: bytes) -> bool:

@@ -1,25 +1,12 @@
-"""What may be stored as an extended attribute of a session path.
-
-Only the `user.` namespace, as an unprivileged process may set on Linux:
-`security.`, `trusted.` and `system.` attributes mean something to the
-kernel of whoever mounts the session, and are not the session's to carry.
-`user.aether.` is reserved for the attributes a mount computes (hash,
-extents, session, state). The sizes are Linux's (XATTR_NAME_MAX,
-XATTR_SIZE_MAX), and one path holds at most MAX_TOTAL bytes of names and
-values, so that a directory's tree object stays small.
-"""
+"""Checks that an extended attribute may be stored with a session path (the
+rules and sizes are in aether/xattr_rules.py, shared with the mount)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
 from aether.errors import InvalidArgument, ResourceExhausted
-
-PREFIX = "user."
-RESERVED = "user.aether."
-MAX_NAME_BYTES = 255
-MAX_VALUE_BYTES = 64 * 1024
-MAX_TOTAL = 64 * 1024
+from aether.xattr_rules import MAX_NAME_BYTES, MAX_TOTAL, MAX_VALUE_BYTES, PREFIX, RESERVED
 
 
 def check_name(path: str, name: str) -> None:
