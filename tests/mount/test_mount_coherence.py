@@ -108,8 +108,9 @@ def test_a_lost_race_with_a_rename_behind_it_keeps_both_under_the_new_name(
     assert bytes(sdk.read_file(s, "dst/moved.txt").data) == b"from the API"
     assert bytes(sdk.read_file(s, copies[0]).data) == b"MOUNTnal"
     assert wait_for(lambda: (mnt / "dst" / "moved.txt").read_text() == "from the API")[0]
+    assert wait_for(lambda: (mnt / copies[0]).exists())[0]
     assert (mnt / copies[0]).read_text() == "MOUNTnal"
-    assert not (mnt / "shared.txt").exists()
+    assert wait_for(lambda: not (mnt / "shared.txt").exists())[0]
 
 
 def test_a_write_back_after_an_api_delete_keeps_the_local_version(module_mounts, sdk):
